@@ -1,0 +1,23 @@
+"""graphnn: a static graph of layers, compiled to fused Numba kernels, trained by a scheduler.
+
+    import graphnn as gn
+    model = gn.Sequential([gn.Dense(128, activation="relu"), gn.Dense(10)], input_dim=64)
+    net = model.compile(loss="cross_entropy", optimizer=gn.SGD(lr=0.1), seed=0)
+    net.fit(X, y, epochs=20, batch_size=32)
+"""
+from .graph import Input, Model, Node, Sequential
+from .model import CompiledModel
+from .ops.activations import GELU, LeakyReLU, Linear, ReLU, Sigmoid, Softplus, Tanh
+from .ops.dense import Dense
+from .ops.merge import Add, Concatenate
+from .ops.softmax import Softmax
+from .optim import SGD, Optimizer
+from .train import DivergenceError, History
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Input", "Model", "Node", "Sequential", "CompiledModel", "Dense", "ReLU", "LeakyReLU",
+    "Sigmoid", "Tanh", "Softplus", "GELU", "Linear", "Softmax", "Add", "Concatenate",
+    "SGD", "Optimizer", "History", "DivergenceError", "__version__",
+]

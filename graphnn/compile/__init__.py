@@ -1,0 +1,1 @@
+"""From a graph to kernels: ``plan`` lowers, ``cpu`` generates the Numba module."""

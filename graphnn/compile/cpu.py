@@ -1,0 +1,402 @@
+"""CPU backend: plan -> one generated Python module of Numba ``@njit`` functions.
+
+Matrix products go to BLAS (``np.dot(a, b, out)`` inside njit, transposes passed as
+flags, no copies); everything around them (bias, activation, loss, bias gradient)
+is a plain loop fused into one pass.  The module is self-contained: the scalar
+math of the activations and losses it uses is pasted in, so ``net.source()`` is
+the whole program.  Each instruction of ``graphnn.ir`` is emitted by one function
+below (``EMIT``).
+"""
+from __future__ import annotations
+
+import linecache
+import math
+
+import numpy as np
+
+from .. import ir
+from ..ops.activations import ACTIVATIONS, with_dependencies
+from ..ops.softmax import SOFTMAX_SOURCE
+from .plan import Plan
+
+NUMERIC_CONSTANTS = {"zero": 0.0, "one": 1.0, "two": 2.0, "half": 0.5}
+JIT = '@njit(error_model="numpy")'
+
+
+class Writer:
+    """Lines of code with indentation."""
+
+    def __init__(self):
+        self.lines: list[str] = []
+        self.depth = 0
+
+    def __call__(self, line: str = ""):
+        self.lines.append(("    " * self.depth + line) if line else "")
+
+    def block(self, header: str):
+        self(header)
+        return _Indent(self)
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+class _Indent:
+    def __init__(self, w):
+        self.w = w
+
+    def __enter__(self):
+        self.w.depth += 1
+
+    def __exit__(self, *exc):
+        self.w.depth -= 1
+
+
+# -- one emitter per instruction ----------------------------------------------------------
+def _rows_cols(w: Writer, width: int):
+    """Open the two loops over a (n, width) matrix; returns the indent context."""
+    w("for i in range(n):")
+    w.depth += 1
+    return w.block(f"for j in range({width}):")
+
+
+def _close(w: Writer):
+    w.depth -= 1
+
+
+def _assign(acc: bool) -> str:
+    return "+=" if acc else "="
+
+
+def emit_matmul(w: Writer, s: ir.MatMul):
+    a = f"{s.a.name}.T" if s.ta else s.a.name
+    b = f"{s.b.name}.T" if s.tb else s.b.name
+    if not s.acc:
+        w(f"np.dot({a}, {b}, {s.out.name})")
+        return
+    tmp = f"tmp_{s.out.width}"
+    w(f"np.dot({a}, {b}, {tmp})")
+    with _rows_cols(w, s.out.width):
+        w(f"{s.out.name}[i, j] += {tmp}[i, j]")
+    _close(w)
+
+
+def emit_bias_act(w: Writer, s: ir.BiasAct):
+    v = f"{s.z.name}[i, j]" + (f" + {s.bias.name}[j]" if s.bias is not None else "")
+    rhs = v if s.act == "linear" else f"{s.act}({v})"
+    with _rows_cols(w, s.out.width):
+        w(f"{s.out.name}[i, j] = {rhs}")
+    _close(w)
+
+
+def emit_act_grad(w: Writer, s: ir.ActGrad):
+    if s.colsum is not None:
+        w(f"{s.colsum.name}[:] = zero")
+    with _rows_cols(w, s.gx.width):
+        if s.act == "linear":
+            w(f"g = {s.gy.name}[i, j]")
+        else:
+            w(f"g = {s.gy.name}[i, j] * {s.act}_grad({s.x.name}[i, j], {s.y.name}[i, j])")
+        w(f"{s.gx.name}[i, j] {_assign(s.acc)} g")
+        if s.colsum is not None:
+            w(f"{s.colsum.name}[j] += g")
+    _close(w)
+
+
+def emit_colsum(w: Writer, s: ir.ColSum):
+    w(f"{s.out.name}[:] = zero")
+    with _rows_cols(w, s.g.width):
+        w(f"{s.out.name}[j] += {s.g.name}[i, j]")
+    _close(w)
+
+
+def emit_sum(w: Writer, s: ir.Sum):
+    with _rows_cols(w, s.out.width):
+        w(f"{s.out.name}[i, j] = " + " + ".join(f"{b.name}[i, j]" for b in s.ins))
+    _close(w)
+
+
+def emit_copy(w: Writer, s: ir.Copy):
+    col = f"{s.col0} + j" if s.col0 else "j"
+    with _rows_cols(w, s.out.width):
+        w(f"{s.out.name}[i, j] {_assign(s.acc)} {s.src.name}[i, {col}]")
+    _close(w)
+
+
+def emit_place(w: Writer, s: ir.Place):
+    col = f"{s.col0} + j" if s.col0 else "j"
+    with _rows_cols(w, s.src.width):
+        w(f"{s.out.name}[i, {col}] = {s.src.name}[i, j]")
+    _close(w)
+
+
+def emit_softmax(w: Writer, s: ir.Softmax):
+    w(f"softmax_rows({s.x.name}, {s.out.name})")
+
+
+def emit_softmax_grad(w: Writer, s: ir.SoftmaxGrad):
+    w(f"softmax_rows_grad({s.gy.name}, {s.y.name}, {s.gx.name}, {s.acc})")
+
+
+EMIT = {
+    ir.MatMul: emit_matmul, ir.BiasAct: emit_bias_act, ir.ActGrad: emit_act_grad,
+    ir.ColSum: emit_colsum, ir.Sum: emit_sum, ir.Copy: emit_copy, ir.Place: emit_place,
+    ir.Softmax: emit_softmax, ir.SoftmaxGrad: emit_softmax_grad,
+}
+
+
+def _buffers_of(step) -> list[ir.Buf]:
+    out = []
+    for v in vars(step).values():
+        if isinstance(v, ir.Buf):
+            out.append(v)
+        elif isinstance(v, tuple):
+            out += [b for b in v if isinstance(b, ir.Buf)]
+    return out
+
+
+def _uses(steps, kind_pred) -> set:
+    return {b.name for s in steps for b in _buffers_of(s) if kind_pred(b)}
+
+
+# -- the module ----------------------------------------------------------------------------
+class CpuModule:
+    """Generates the source of the CPU kernels for one plan and one dtype."""
+
+    def __init__(self, plan: Plan, optimizer, dtype):
+        self.plan, self.optimizer, self.dtype = plan, optimizer, np.dtype(dtype)
+        self.w = Writer()
+
+    # views at the top of a function, for the buffers its instructions touch
+    def _declare(self, steps, extra=()):
+        w, p = self.w, self.plan
+        used = []
+        for s in steps:
+            for b in _buffers_of(s):
+                if b.name not in [u.name for u in used]:
+                    used.append(b)
+        for b in extra:
+            if b.name not in [u.name for u in used]:
+                used.append(b)
+        if any(b.kind in ("arena", "scratch") for b in used) or any(
+                isinstance(s, ir.MatMul) and s.acc for s in steps):
+            w("cap = arena.size // ARENA_WIDTH")
+        for b in used:
+            if b.kind in ("param", "grad"):
+                slot = p.param_vars[b.name]
+                src = "params" if b.kind == "param" else "grads"
+                rng = f"{src}[{slot.offset}:{slot.offset + slot.size}]"
+                if len(slot.shape) == 2:
+                    w(f"{b.name} = {rng}.reshape({slot.shape})   # {slot.name}"
+                      + (" gradient" if b.kind == "grad" else ""))
+                else:
+                    w(f"{b.name} = {rng}   # {slot.name}" + (" gradient" if b.kind == "grad" else ""))
+        for b in used:
+            if b.kind == "arena":
+                col, width = p.arena[b.name]
+                w(f"{b.name} = view(arena, cap, {col}, n, {width})")
+        widths = sorted({s.out.width for s in steps if isinstance(s, ir.MatMul) and s.acc})
+        for width in widths:
+            w(f"tmp_{width} = view(arena, cap, {p.arena['tmp'][0]}, n, {width})   # scratch")
+
+    def _steps(self, steps):
+        w = self.w
+        for s in steps:
+            if isinstance(s, ir.Comment):
+                w()
+                w(f"# {s.text}")
+                continue
+            if s.note:
+                w(f"# {s.note}")
+            EMIT[type(s)](w, s)
+
+    def _header(self):
+        w, p = self.w, self.plan
+        desc = " -> ".join(f"{p.names[n]}({n.width})" for n in p.model.nodes)
+        w(f'"""graphnn kernels for model {p.model.name!r}, {self.dtype.name}, '
+          f'loss {p.loss.name}.')
+        w()
+        w(f"Graph: {desc}")
+        w(f"Parameters: {p.n_params} values in one flat buffer; gradients alike.")
+        w("Arena: every activation and gradient is a block of columns of one workspace")
+        w("with room for `cap` rows; view() cuts out the first n rows of a block.")
+        if p.fused:
+            w(f"Fused: the output {p.fused}: training feeds the loss the logits.")
+        w('"""')
+        w("import math")
+        w()
+        w("import numpy as np")
+        w("from numba import njit")
+        w()
+        w(f"real = np.{self.dtype.name}")
+        consts = dict(NUMERIC_CONSTANTS)
+        for a in self._activations():
+            consts.update(a.constants)
+        for k, v in consts.items():
+            w(f"{k} = real({v!r})")
+        w(f"ARENA_WIDTH = {p.arena_width}")
+        w()
+
+    def _activations(self):
+        names = set()
+        for s in self.plan.forward + self.plan.train_forward + self.plan.backward:
+            act = getattr(s, "act", None)
+            if act:
+                names.add(act)
+        names.update(self.plan.loss.needs)
+        names.discard("linear")      # the identity is written inline, never called
+        return with_dependencies(sorted(n for n in names if n in ACTIVATIONS))
+
+    def _function(self, source: str):
+        self.w(JIT)
+        for line in source.splitlines():
+            self.w(line)
+        self.w()
+        self.w()
+
+    def source(self) -> str:
+        w, p = self.w, self.plan
+        loss = p.loss
+        self._header()
+        w("# " + "-" * 20 + " scalar math: activations and loss (graphnn/ops) " + "-" * 20)
+        w()
+        for a in self._activations():
+            self._function(a.forward)
+            self._function(a.grad)
+        if any(isinstance(s, (ir.Softmax, ir.SoftmaxGrad))
+               for s in p.forward + p.train_forward + p.backward):
+            for src in SOFTMAX_SOURCE:
+                self._function(src)
+        self._function(loss.source)
+        if loss.correct:
+            self._function(loss.correct)
+        self._function('''
+def view(arena, cap, col, n, width):
+    """Rows 0..n-1 of the arena block that starts at column `col`."""
+    start = cap * col
+    return arena[start:start + n * width].reshape((n, width))'''.strip("\n"))
+
+        w("# " + "-" * 30 + " forward pass " + "-" * 30)
+        w()
+        self._pass("forward", "params, arena, x", p.forward, p.output,
+                   "The graph's output for the rows of x (inference).")
+        if p.fused:
+            self._pass("forward_logits", "params, arena, x", p.train_forward, p.logits,
+                       f"Training forward pass: stops at the logits ({p.fused} fused).")
+            fwd = "forward_logits"
+        else:
+            fwd = "forward"
+        w("# " + "-" * 30 + " backward pass " + "-" * 30)
+        w()
+        w(JIT)
+        with w.block("def backward(params, grads, arena, x):"):
+            w('"""Backpropagation: from dLoss/dlogits, in reverse graph order, '
+              'every parameter\'s gradient."""')
+            w("n = x.shape[0]")
+            self._declare(p.backward)
+            self._steps(p.backward)
+        w()
+        w()
+        col, width = p.arena[p.dlogits.name]
+        w(JIT)
+        with w.block("def loss_and_grads(params, grads, arena, x, y):"):
+            w(f'"""Mean {loss.name} loss over the rows of x, and its gradient in grads."""')
+            w("n = x.shape[0]")
+            w("cap = arena.size // ARENA_WIDTH")
+            w(f"z = {fwd}(params, arena, x)")
+            w(f"dz = view(arena, cap, {col}, n, {width})")
+            w(f"loss = {loss.name}(z, y, dz)   # {loss.formula}")
+            w("backward(params, grads, arena, x)")
+            w("return loss")
+        w()
+        w()
+        w("# " + "-" * 30 + " parameter update " + "-" * 30)
+        w()
+        self._function(self.optimizer.update_source())
+        self._function('''
+def train_step(params, grads, state, arena, x, y, lr):
+    """One step of gradient descent on one batch: forward, loss, backward, update."""
+    loss = loss_and_grads(params, grads, arena, x, y)
+    update(params, grads, state, lr)
+    return loss'''.strip("\n"))
+        w("# " + "-" * 30 + " loops over the data " + "-" * 30)
+        w()
+        self._train_epoch()
+        self._function('''
+def predict(params, arena, X, out):
+    """forward() over all rows of X, cap rows at a time."""
+    cap = arena.size // ARENA_WIDTH
+    rows = X.shape[0]
+    for start in range(0, rows, cap):
+        stop = min(start + cap, rows)
+        y = forward(params, arena, X[start:stop])
+        for i in range(stop - start):
+            for j in range(y.shape[1]):
+                out[start + i, j] = y[i, j]'''.strip("\n"))
+        correct = f"hits += {loss.name}_correct(z, y)" if loss.correct else "pass"
+        self._function(f'''
+def evaluate(params, arena, X, Y):
+    """Summed loss (per-batch mean times rows) and correct count over all rows of X."""
+    cap = arena.size // ARENA_WIDTH
+    rows = X.shape[0]
+    total = 0.0
+    hits = 0
+    for start in range(0, rows, cap):
+        stop = min(start + cap, rows)
+        x = X[start:stop]
+        y = Y[start:stop]
+        z = {fwd}(params, arena, x)
+        dz = view(arena, cap, {col}, stop - start, {width})
+        total += (stop - start) * {loss.name}(z, y, dz)
+        {correct}
+    return total, hits'''.strip("\n"))
+        return w.text()
+
+    def _pass(self, name, args, steps, result: ir.Buf, doc: str):
+        w = self.w
+        w(JIT)
+        with w.block(f"def {name}({args}):"):
+            w(f'"""{doc}"""')
+            w("n = x.shape[0]")
+            self._declare(steps, extra=[result] if result.kind == "arena" else [])
+            self._steps(steps)
+            w(f"return {result.name}")
+        w()
+        w()
+
+    def _train_epoch(self):
+        labels = self.plan.loss.targets == "labels"
+        k = self.plan.logits.width
+        if labels:
+            ty, gather = "ybuf[:n]", "y[r] = Y[src]"
+        else:
+            ty = f"ybuf[:n * {k}].reshape((n, {k}))"
+            gather = f"for c in range({k}):\n                y[r, c] = Y[src, c]"
+        self._function(f'''
+def train_epoch(params, grads, state, arena, X, Y, order, first, last, batch_size, lr, xbuf, ybuf):
+    """Batches first..last-1 of an epoch: gather each batch's rows (in the shuffled
+    order) and take a training step.  Returns the sum over batches of loss * rows."""
+    rows, d = X.shape
+    total = 0.0
+    for b in range(first, last):
+        start = b * batch_size
+        n = min(batch_size, rows - start)
+        x = xbuf[:n * d].reshape((n, d))
+        y = {ty}
+        for r in range(n):
+            src = order[start + r]
+            for c in range(d):
+                x[r, c] = X[src, c]
+            {gather}
+        total += n * train_step(params, grads, state, arena, x, y, lr)
+    return total'''.strip("\n"))
+
+
+def build(plan: Plan, optimizer, dtype) -> tuple[dict, str]:
+    """Generate, compile lazily (njit compiles on first call) and return (namespace, source)."""
+    source = CpuModule(plan, optimizer, dtype).source()
+    filename = f"<graphnn:{plan.model.name}:{abs(hash(source)):x}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    namespace: dict = {"__name__": "graphnn_generated"}
+    exec(compile(source, filename, "exec"), namespace)
+    return namespace, source

@@ -1,0 +1,201 @@
+"""CompiledModel: a lowered graph, its generated kernels and its state.
+
+State is four flat arrays: parameters, their gradients, optimizer state, and the
+arena (workspace for activations and their gradients, sized for the largest batch
+seen).  Every public method validates its input first (``validate.py``), then makes
+one or a few kernel calls; no Python runs per layer.
+"""
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from typing import Mapping
+
+import numba
+import numpy as np
+
+from .compile import cpu
+from .compile.plan import lower
+from .graph import Model
+from .init import initialize
+from .ops.losses import check_loss
+from .optim import check_optimizer
+from .validate import as_dtype, as_inputs, check_lengths, positive_int
+
+PREDICT_ROWS = 1024      # rows per forward call in predict/evaluate (arena capacity)
+
+
+class CompiledModel:
+    """A model compiled for one loss, optimizer, dtype and device; see ``Model.compile``."""
+
+    def __init__(self, model: Model, loss: str = "mse", optimizer=None, seed: int | None = 0,
+                 dtype="float32", device: str = "cpu"):
+        if device != "cpu":
+            if device == "cuda":
+                raise ValueError("device='cuda' is not available in this version of graphnn "
+                                 "(the GPU backend is not built yet); use device='cpu'")
+            raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
+                                 or seed < 0):
+            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+        self.model = model
+        self.dtype = as_dtype(dtype)
+        self.loss = check_loss(loss)
+        self.optimizer = check_optimizer(optimizer)
+        self.seed = seed
+        out_width = model.output.width
+        if self.loss.targets == "labels" and out_width < 2:
+            raise ValueError(f"loss {self.loss.name!r} needs an output of at least 2 logits, "
+                             f"the model's output has width {out_width}; "
+                             "use 'binary_cross_entropy' for a single logit")
+        t0 = time.perf_counter()
+        self.plan = lower(model, self.loss)
+        self._k, self._source = cpu.build(self.plan, self.optimizer, self.dtype)
+
+        init_rng, shuffle_seed = np.random.SeedSequence(seed).spawn(2)
+        self.rng = np.random.default_rng(shuffle_seed)      # shuffling (and later dropout)
+        self.params = np.zeros(self.plan.n_params, self.dtype)
+        self.grads = np.zeros_like(self.params)
+        self.state = np.zeros(self.optimizer.state_slots * self.plan.n_params, self.dtype)
+        rng = np.random.default_rng(init_rng)
+        for slot in self.plan.params:
+            spec = slot.node.kernel_init if slot.local == "weight" else slot.node.bias_init
+            self._view(self.params, slot)[...] = initialize(spec, slot.shape, rng, slot.name)
+        self.arena = np.zeros(0, self.dtype)
+        self._compile_kernels()
+        self.compile_seconds = time.perf_counter() - t0
+
+    # -- kernels and buffers -----------------------------------------------------------
+    def _compile_kernels(self):
+        """Compile the training loop, predict and evaluate now, for the arg types they get."""
+        t = numba.typeof
+        a1, a2 = np.zeros(1, self.dtype), np.zeros((1, 1), self.dtype)
+        labels = self.loss.targets == "labels"
+        Y = np.zeros(1, np.int64) if labels else a2
+        ybuf = np.zeros(1, np.int64) if labels else a1
+        i64 = numba.types.int64
+        real = numba.from_dtype(self.dtype)
+        self._k["train_epoch"].compile((t(a1), t(a1), t(a1), t(a1), t(a2), t(Y),
+                                        t(np.zeros(1, np.int64)), i64, i64, i64, real,
+                                        t(a1), t(ybuf)))
+        self._k["predict"].compile((t(a1), t(a1), t(a2), t(a2)))
+        self._k["evaluate"].compile((t(a1), t(a1), t(a2), t(Y)))
+
+    def _ensure_arena(self, rows: int):
+        cap = self.arena.size // self.plan.arena_width
+        if cap < rows:
+            self.arena = np.zeros(rows * self.plan.arena_width, self.dtype)
+
+    @staticmethod
+    def _view(flat: np.ndarray, slot) -> np.ndarray:
+        return flat[slot.offset:slot.offset + slot.size].reshape(slot.shape)
+
+    def _inputs(self, X) -> np.ndarray:
+        return as_inputs(X, self.model.input.width, self.dtype)
+
+    def _data(self, X, y):
+        X = self._inputs(X)
+        check_lengths(X, y)
+        Y = self.loss.check_targets(y, X.shape[0], self.model.output.width, self.dtype)
+        return X, Y
+
+    # -- public API --------------------------------------------------------------------
+    def fit(self, X, y, epochs: int = 1, batch_size: int = 32, shuffle: bool = True,
+            verbose: int = 0):
+        """Train on (X, y); returns a History whose ``history["loss"]`` has one mean per epoch."""
+        from .train import fit
+        return fit(self, X, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
+                   verbose=verbose)
+
+    def predict(self, X, batch_size: int = PREDICT_ROWS) -> np.ndarray:
+        """The graph's output for every row of X, computed ``batch_size`` rows at a time."""
+        X = self._inputs(X)
+        self._ensure_arena(min(positive_int(batch_size, "batch_size"), X.shape[0]))
+        out = np.empty((X.shape[0], self.model.output.width), self.dtype)
+        self._k["predict"](self.params, self.arena, X, out)
+        return out
+
+    def evaluate(self, X, y, batch_size: int = PREDICT_ROWS) -> dict:
+        """Mean loss over the rows, and accuracy for classification losses."""
+        X, Y = self._data(X, y)
+        self._ensure_arena(min(positive_int(batch_size, "batch_size"), X.shape[0]))
+        total, hits = self._k["evaluate"](self.params, self.arena, X, Y)
+        result = {"loss": float(total / X.shape[0])}
+        if self.loss.correct:
+            per_row = 1 if self.loss.targets == "labels" else self.model.output.width
+            result["accuracy"] = hits / (X.shape[0] * per_row)
+        return result
+
+    def loss_and_grads(self, X, y) -> tuple[float, "OrderedDict[str, np.ndarray]"]:
+        """Mean loss over all rows and its gradient for every parameter (nothing is updated)."""
+        X, Y = self._data(X, y)
+        n = X.shape[0]
+        chunk = min(n, max(PREDICT_ROWS, self.arena.size // self.plan.arena_width))
+        self._ensure_arena(chunk)
+        total = np.zeros_like(self.params, dtype=np.float64)
+        loss = 0.0
+        for start in range(0, n, chunk):
+            stop = min(start + chunk, n)
+            part = self._k["loss_and_grads"](self.params, self.grads, self.arena,
+                                             X[start:stop], Y[start:stop])
+            w = (stop - start) / n
+            loss += w * part
+            total += w * self.grads
+        grads = total.astype(self.dtype) if n > chunk else self.grads.copy()
+        return float(loss), OrderedDict(
+            (s.name, self._view(grads, s).copy()) for s in self.plan.params)
+
+    def get_params(self) -> "OrderedDict[str, np.ndarray]":
+        """Copies of every parameter, in graph order: name -> array."""
+        return OrderedDict((s.name, self._view(self.params, s).copy()) for s in self.plan.params)
+
+    def set_params(self, params: Mapping[str, np.ndarray]) -> None:
+        """Replace every parameter; names and shapes must match ``get_params()`` exactly."""
+        if not isinstance(params, Mapping):
+            raise ValueError(f"set_params takes a dict name -> array, got {type(params).__name__}")
+        expected = [s.name for s in self.plan.params]
+        missing = [k for k in expected if k not in params]
+        extra = [k for k in params if k not in expected]
+        if missing or extra:
+            raise ValueError("set_params names do not match the model: "
+                             + (f"missing {missing}" if missing else "")
+                             + ("; " if missing and extra else "")
+                             + (f"unknown {extra}" if extra else "")
+                             + f" (expected {expected})")
+        new = self.params.copy()
+        for s in self.plan.params:
+            value = np.asarray(params[s.name])
+            if value.shape != s.shape:
+                raise ValueError(f"set_params: {s.name} has shape {value.shape}, "
+                                 f"expected {s.shape}")
+            if not np.issubdtype(value.dtype, np.number) or not np.isfinite(value).all():
+                raise ValueError(f"set_params: {s.name} must hold finite real numbers")
+            self._view(new, s)[...] = value
+        self.params[...] = new
+
+    def summary(self) -> str:
+        """A table of the layers: name, type, output shape, parameter count."""
+        p = self.plan
+        counts = {}
+        for s in p.params:
+            counts[s.node] = counts.get(s.node, 0) + s.size
+        rows = [("Layer (type)", "Output shape", "Params", "Inputs")]
+        for n in self.model.nodes:
+            rows.append((f"{p.names[n]} ({n.describe()})", f"(None, {n.width})",
+                         f"{counts.get(n, 0):,}", ", ".join(p.names[i] for i in n.inputs)))
+        widths = [max(len(r[c]) for r in rows) for c in range(4)]
+        line = lambda r: "  ".join(v.ljust(wd) for v, wd in zip(r, widths)).rstrip()
+        rule = "-" * len(line(rows[0]))
+        out = [f"Model {self.model.name!r}: {self.dtype.name}, loss {self.loss.name}, "
+               f"optimizer {self.optimizer!r}" + (f", fused {p.fused}" if p.fused else ""),
+               rule, line(rows[0]), rule] + [line(r) for r in rows[1:]] + [
+               rule, f"Total params: {p.n_params:,}"]
+        return "\n".join(out)
+
+    def source(self) -> str:
+        """The generated kernel module for this graph (Python source of the @njit functions)."""
+        return self._source
+
+    def __repr__(self):
+        return (f"<CompiledModel {self.model.name!r} params={self.plan.n_params} "
+                f"loss={self.loss.name} dtype={self.dtype.name}>")

@@ -1,0 +1,1 @@
+"""One module per op family: its shape rule, forward and backward, defined once."""

@@ -1,0 +1,167 @@
+"""Elementwise activations: each one's math, written once as two scalar functions.
+
+``forward(x)`` gives y = f(x); ``grad(x, y)`` gives dy/dx from the input x and the
+output y (whichever is cheaper).  The sources below are pasted into the generated
+module of every backend (``@njit`` on the CPU, ``@cuda.jit(device=True)`` on the
+GPU), so both compile the same arithmetic.  Constants are typed (``one``, ``half``
+... are ``real(...)`` in the generated module) so float32 stays float32.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..graph import Node
+from .. import ir
+
+
+@dataclass(frozen=True)
+class Activation:
+    name: str
+    forward: str                  # source of  def <name>(x)
+    grad: str                     # source of  def <name>_grad(x, y)
+    grad_uses_x: bool             # False: the grad needs only y, so y may overwrite x
+    constants: dict = field(default_factory=dict)   # NAME -> float, typed in the module
+    needs: tuple = ()             # other activations whose functions this one calls
+    formula: str = ""             # for comments: "max(x, 0)"
+
+
+def _act(name, formula, forward, grad, grad_uses_x, constants=None, needs=()):
+    return Activation(name, forward.strip("\n"), grad.strip("\n"), grad_uses_x,
+                      constants or {}, needs, formula)
+
+
+ACTIVATIONS: dict[str, Activation] = {a.name: a for a in [
+    _act("relu", "max(x, 0)", """
+def relu(x):
+    return x if x > zero else zero
+""", """
+def relu_grad(x, y):
+    return one if y > zero else zero
+""", grad_uses_x=False),
+
+    _act("leaky_relu", "x if x > 0 else 0.01 x", """
+def leaky_relu(x):
+    return x if x > zero else LEAKY_SLOPE * x
+""", """
+def leaky_relu_grad(x, y):
+    return one if y > zero else LEAKY_SLOPE
+""", grad_uses_x=False, constants={"LEAKY_SLOPE": 0.01}),
+
+    _act("sigmoid", "1 / (1 + exp(-x))", """
+def sigmoid(x):
+    # never exponentiates a large positive number: no overflow for any x
+    if x >= zero:
+        return one / (one + math.exp(-x))
+    e = math.exp(x)
+    return e / (one + e)
+""", """
+def sigmoid_grad(x, y):
+    return y * (one - y)
+""", grad_uses_x=False),
+
+    _act("tanh", "tanh(x)", """
+def tanh(x):
+    return math.tanh(x)
+""", """
+def tanh_grad(x, y):
+    return one - y * y
+""", grad_uses_x=False),
+
+    _act("softplus", "log(1 + exp(x))", """
+def softplus(x):
+    # log(1 + e^x) = max(x, 0) + log(1 + e^-|x|), exact for large |x|
+    return max(x, zero) + math.log1p(math.exp(-abs(x)))
+""", """
+def softplus_grad(x, y):
+    return sigmoid(x)
+""", grad_uses_x=True, needs=("sigmoid",)),
+
+    _act("gelu", "x Phi(x) = x (1 + erf(x / sqrt 2)) / 2", """
+def gelu(x):
+    return half * x * (one + math.erf(x * SQRT_HALF))
+""", """
+def gelu_grad(x, y):
+    # d/dx [x Phi(x)] = Phi(x) + x phi(x)
+    return half * (one + math.erf(x * SQRT_HALF)) + x * INV_SQRT_2PI * math.exp(-half * x * x)
+""", grad_uses_x=True,
+         constants={"SQRT_HALF": 0.7071067811865476, "INV_SQRT_2PI": 0.3989422804014327}),
+
+    _act("linear", "x", """
+def linear(x):
+    return x
+""", """
+def linear_grad(x, y):
+    return one
+""", grad_uses_x=False),
+]}
+
+# Row-wise activations: not elementwise, handled by their own node (ops/softmax.py).
+ROWWISE = ("softmax",)
+
+
+def check_activation(name) -> str:
+    """The canonical activation name, or a ValueError listing the known ones."""
+    if name is None:
+        return "linear"
+    if isinstance(name, str) and (name in ACTIVATIONS or name in ROWWISE):
+        return name
+    known = ", ".join(sorted(list(ACTIVATIONS) + list(ROWWISE)))
+    raise ValueError(f"unknown activation {name!r}; known activations: {known}")
+
+
+def with_dependencies(names) -> list[Activation]:
+    """The activations named, plus those their functions call, dependencies first."""
+    out: list[Activation] = []
+
+    def visit(n):
+        a = ACTIVATIONS[n]
+        for d in a.needs:
+            visit(d)
+        if a not in out:
+            out.append(a)
+    for n in names:
+        visit(n)
+    return out
+
+
+class ActivationNode(Node):
+    """An elementwise activation as a node of its own: ``gn.ReLU()(h)``."""
+
+    activation = "linear"
+
+    def __init__(self, name: str | None = None):
+        super().__init__(name)
+        self.kind = self.activation
+
+    def out_width(self, in_widths):
+        return in_widths[0]
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+    def forward(self, L):
+        y, x = L.out(self), L.out(self.inputs[0])
+        return [ir.BiasAct(y, x, None, L.activation(self), note=f"y = {self.activation}(x)")]
+
+    def backward(self, L):
+        act = L.activation(self)
+        x = self.inputs[0]
+        if not L.needs_grad(x):
+            return []
+        gx, acc = L.grad_target(x)
+        return [ir.ActGrad(gx, L.grad(self), L.out(x), L.out(self), act, acc=acc,
+                           note=f"dx = dy * {act}'(x)")]
+
+
+def _node_class(act_name: str, cls_name: str):
+    doc = f"Elementwise {act_name}: y = {ACTIVATIONS[act_name].formula}."
+    return type(cls_name, (ActivationNode,), {"activation": act_name, "__doc__": doc})
+
+
+ReLU = _node_class("relu", "ReLU")
+LeakyReLU = _node_class("leaky_relu", "LeakyReLU")
+Sigmoid = _node_class("sigmoid", "Sigmoid")
+Tanh = _node_class("tanh", "Tanh")
+Softplus = _node_class("softplus", "Softplus")
+GELU = _node_class("gelu", "GELU")
+Linear = _node_class("linear", "Linear")
