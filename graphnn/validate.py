@@ -31,7 +31,8 @@ def as_inputs(X, width: int, dtype, what: str = "X") -> np.ndarray:
     if arr.shape[1] != width:
         raise ValueError(f"{what} has {arr.shape[1]} features per row, but the model's Input "
                          f"expects {width}")
-    out = np.ascontiguousarray(arr, dtype=dtype)
+    with np.errstate(over="ignore"):          # overflow to inf is reported just below
+        out = np.ascontiguousarray(arr, dtype=dtype)
     if not out.flags.writeable:
         out = out.copy()
     _check_finite(out, what, f"after conversion to {np.dtype(dtype).name}")

@@ -70,7 +70,8 @@ def _check_values(loss, y, n, k, dtype):
     if y.ndim != 2 or y.shape[1] != k:
         raise ValueError(f"{loss.name} expects targets of shape ({n}, {k}) like the model's "
                          f"output, got shape {y.shape}")
-    t = np.ascontiguousarray(y, dtype=dtype)
+    with np.errstate(over="ignore"):
+        t = np.ascontiguousarray(y, dtype=dtype)
     if not np.all(np.isfinite(t)):
         raise ValueError("y contains NaN or Inf (after conversion to "
                          f"{np.dtype(dtype).name}); clean or rescale the targets")
