@@ -11,7 +11,6 @@ import time
 from collections import OrderedDict
 from typing import Mapping
 
-import numba
 import numpy as np
 
 from .compile import cpu
@@ -25,15 +24,20 @@ from .validate import as_dtype, as_inputs, check_lengths, positive_int
 PREDICT_ROWS = 1024      # rows per forward call in predict/evaluate (arena capacity)
 
 
+def _backend(device: str):
+    """The backend class for ``device``; the CUDA one is imported only when asked for."""
+    if device == "cuda":
+        from .compile.cuda import CudaBackend
+        return CudaBackend
+    return cpu.CpuBackend
+
+
 class CompiledModel:
     """A model compiled for one loss, optimizer, dtype and device; see ``Model.compile``."""
 
     def __init__(self, model: Model, loss: str = "mse", optimizer=None, seed: int | None = 0,
                  dtype="float32", device: str = "cpu"):
-        if device != "cpu":
-            if device == "cuda":
-                raise ValueError("device='cuda' is not available in this version of graphnn "
-                                 "(the GPU backend is not built yet); use device='cpu'")
+        if device not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
                                  or seed < 0):
@@ -50,41 +54,29 @@ class CompiledModel:
                              "use 'binary_cross_entropy' for a single logit")
         t0 = time.perf_counter()
         self.plan = lower(model, self.loss)
-        self._k, self._source = cpu.build(self.plan, self.optimizer, self.dtype)
+        self.backend = _backend(device)(self.plan, self.optimizer, self.dtype)
 
         init_rng, shuffle_seed = np.random.SeedSequence(seed).spawn(2)
         self.rng = np.random.default_rng(shuffle_seed)      # shuffling (and later dropout)
-        self.params = np.zeros(self.plan.n_params, self.dtype)
-        self.grads = np.zeros_like(self.params)
-        self.state = np.zeros(self.optimizer.state_slots * self.plan.n_params, self.dtype)
+        params = np.zeros(self.plan.n_params, self.dtype)
         rng = np.random.default_rng(init_rng)
         for slot in self.plan.params:
             spec = slot.node.kernel_init if slot.local == "weight" else slot.node.bias_init
-            self._view(self.params, slot)[...] = initialize(spec, slot.shape, rng, slot.name)
-        self.arena = np.zeros(0, self.dtype)
-        self._compile_kernels()
+            self._view(params, slot)[...] = initialize(spec, slot.shape, rng, slot.name)
+        dev = self.backend.to_device
+        self.params = dev(params)
+        self.grads = dev(np.zeros_like(params))
+        self.state = dev(np.zeros(self.optimizer.state_slots * self.plan.n_params, self.dtype))
+        self.arena = dev(np.zeros(0, self.dtype))
+        self.step = 0                                       # training steps taken so far
+        self.backend.compile(labels=self.loss.targets == "labels")
         self.compile_seconds = time.perf_counter() - t0
 
     # -- kernels and buffers -----------------------------------------------------------
-    def _compile_kernels(self):
-        """Compile the training loop, predict and evaluate now, for the arg types they get."""
-        t = numba.typeof
-        a1, a2 = np.zeros(1, self.dtype), np.zeros((1, 1), self.dtype)
-        labels = self.loss.targets == "labels"
-        Y = np.zeros(1, np.int64) if labels else a2
-        ybuf = np.zeros(1, np.int64) if labels else a1
-        i64 = numba.types.int64
-        real = numba.from_dtype(self.dtype)
-        self._k["train_epoch"].compile((t(a1), t(a1), t(a1), t(a1), t(a2), t(Y),
-                                        t(np.zeros(1, np.int64)), i64, i64, i64, real,
-                                        t(a1), t(ybuf)))
-        self._k["predict"].compile((t(a1), t(a1), t(a2), t(a2)))
-        self._k["evaluate"].compile((t(a1), t(a1), t(a2), t(Y)))
-
     def _ensure_arena(self, rows: int):
         cap = self.arena.size // self.plan.arena_width
         if cap < rows:
-            self.arena = np.zeros(rows * self.plan.arena_width, self.dtype)
+            self.arena = self.backend.to_device(np.zeros(rows * self.plan.arena_width, self.dtype))
 
     @staticmethod
     def _view(flat: np.ndarray, slot) -> np.ndarray:
@@ -111,15 +103,17 @@ class CompiledModel:
         """The graph's output for every row of X, computed ``batch_size`` rows at a time."""
         X = self._inputs(X)
         self._ensure_arena(min(positive_int(batch_size, "batch_size"), X.shape[0]))
-        out = np.empty((X.shape[0], self.model.output.width), self.dtype)
-        self._k["predict"](self.params, self.arena, X, out)
-        return out
+        dev = self.backend
+        out = dev.to_device(np.empty((X.shape[0], self.model.output.width), self.dtype))
+        dev.predict(self.params, self.arena, dev.to_device(X), out)
+        return dev.to_host(out)
 
     def evaluate(self, X, y, batch_size: int = PREDICT_ROWS) -> dict:
         """Mean loss over the rows, and accuracy for classification losses."""
         X, Y = self._data(X, y)
         self._ensure_arena(min(positive_int(batch_size, "batch_size"), X.shape[0]))
-        total, hits = self._k["evaluate"](self.params, self.arena, X, Y)
+        dev = self.backend
+        total, hits = dev.evaluate(self.params, self.arena, dev.to_device(X), dev.to_device(Y))
         result = {"loss": float(total / X.shape[0])}
         if self.loss.correct:
             per_row = 1 if self.loss.targets == "labels" else self.model.output.width
@@ -132,22 +126,24 @@ class CompiledModel:
         n = X.shape[0]
         chunk = min(n, max(PREDICT_ROWS, self.arena.size // self.plan.arena_width))
         self._ensure_arena(chunk)
-        total = np.zeros_like(self.params, dtype=np.float64)
+        dev = self.backend
+        total = np.zeros(self.plan.n_params, np.float64)
         loss = 0.0
         for start in range(0, n, chunk):
             stop = min(start + chunk, n)
-            part = self._k["loss_and_grads"](self.params, self.grads, self.arena,
-                                             X[start:stop], Y[start:stop])
+            part = dev.loss_and_grads(self.params, self.grads, self.arena,
+                                      dev.to_device(X[start:stop]), dev.to_device(Y[start:stop]))
             w = (stop - start) / n
             loss += w * part
-            total += w * self.grads
-        grads = total.astype(self.dtype) if n > chunk else self.grads.copy()
+            total += w * dev.to_host(self.grads)
+        grads = total.astype(self.dtype)
         return float(loss), OrderedDict(
             (s.name, self._view(grads, s).copy()) for s in self.plan.params)
 
     def get_params(self) -> "OrderedDict[str, np.ndarray]":
         """Copies of every parameter, in graph order: name -> array."""
-        return OrderedDict((s.name, self._view(self.params, s).copy()) for s in self.plan.params)
+        host = self.backend.to_host(self.params)
+        return OrderedDict((s.name, self._view(host, s).copy()) for s in self.plan.params)
 
     def set_params(self, params: Mapping[str, np.ndarray]) -> None:
         """Replace every parameter; names and shapes must match ``get_params()`` exactly."""
@@ -162,7 +158,7 @@ class CompiledModel:
                              + ("; " if missing and extra else "")
                              + (f"unknown {extra}" if extra else "")
                              + f" (expected {expected})")
-        new = self.params.copy()
+        new = self.backend.to_host(self.params).copy()
         for s in self.plan.params:
             value = np.asarray(params[s.name])
             if value.shape != s.shape:
@@ -171,7 +167,20 @@ class CompiledModel:
             if not np.issubdtype(value.dtype, np.number) or not np.isfinite(value).all():
                 raise ValueError(f"set_params: {s.name} must hold finite real numbers")
             self._view(new, s)[...] = value
-        self.params[...] = new
+        self._put_params(new)
+
+    def _snapshot(self) -> tuple:
+        """Host copies of the trainable state (parameters, optimizer state, step)."""
+        host = self.backend.to_host
+        return host(self.params).copy(), host(self.state).copy(), self.step
+
+    def _restore(self, snap: tuple):
+        params, state, self.step = snap
+        self._put_params(params)
+        if self.backend.device == "cpu":
+            self.state[...] = state
+        else:
+            self.state.copy_to_device(state)
 
     def summary(self) -> str:
         """A table of the layers: name, type, output shape, parameter count."""
@@ -193,8 +202,15 @@ class CompiledModel:
         return "\n".join(out)
 
     def source(self) -> str:
-        """The generated kernel module for this graph (Python source of the @njit functions)."""
-        return self._source
+        """The generated kernel module for this graph (Python source of the kernels)."""
+        return self.backend.source
+
+    def _put_params(self, host: np.ndarray):
+        """Overwrite the parameter buffer in place (views held by kernels stay valid)."""
+        if self.backend.device == "cpu":
+            self.params[...] = host
+        else:
+            self.params.copy_to_device(host)
 
     def __repr__(self):
         return (f"<CompiledModel {self.model.name!r} params={self.plan.n_params} "

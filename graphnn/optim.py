@@ -20,15 +20,22 @@ def _check_lr(lr) -> float:
 
 
 class Optimizer:
-    """Base: subclasses give ``state_slots`` and ``update_source()``."""
+    """Base: subclasses give ``state_slots`` and ``source()``.
+
+    ``source()`` defines ``def <name>_update(i, params, grads, state, lr, step)``: the
+    update of parameter i at step ``step`` (1, 2, ...).  Backends run it over every i
+    (a loop on the CPU, a thread per i on the GPU).  Hyperparameters are constants
+    pasted into the source.
+    """
+
+    name = "optimizer"
 
     state_slots = 0
 
     def __init__(self, lr: float):
         self.lr = _check_lr(lr)
 
-    def update_source(self) -> str:
-        """Source of ``def update(params, grads, state, lr)``, in the generated module's terms."""
+    def source(self) -> str:
         raise NotImplementedError
 
     def __repr__(self):
@@ -38,12 +45,13 @@ class Optimizer:
 class SGD(Optimizer):
     """Plain gradient descent: w <- w - lr * dL/dw."""
 
-    def update_source(self) -> str:
+    name = "sgd"
+
+    def source(self) -> str:
         return '''
-def update(params, grads, state, lr):
-    """Gradient descent: every parameter takes a step against its gradient."""
-    for i in range(params.size):
-        params[i] -= lr * grads[i]
+def sgd_update(i, params, grads, state, lr, step):
+    """Gradient descent: parameter i takes a step against its gradient."""
+    params[i] -= lr * grads[i]
 '''.strip("\n")
 
 

@@ -41,23 +41,25 @@ def fit(net, X, y, epochs: int = 1, batch_size: int = 32, shuffle: bool = True,
     batch_size = min(batch_size, rows)
     n_batches = math.ceil(rows / batch_size)
     net._ensure_arena(batch_size)
-    xbuf = np.empty(batch_size * X.shape[1], net.dtype)
-    ybuf = np.empty(batch_size * (1 if Y.ndim == 1 else Y.shape[1]), Y.dtype)
+    dev = net.backend
+    X, Y = dev.to_device(X), dev.to_device(Y)         # the data stays there for the whole fit
+    xbuf = dev.to_device(np.empty(batch_size * X.shape[1], net.dtype))
+    ybuf = dev.to_device(np.empty(batch_size * (1 if Y.ndim == 1 else Y.shape[1]), Y.dtype))
     lr = net.dtype.type(net.optimizer.lr)
     history = History()
-    k = net._k["train_epoch"]
     for epoch in range(epochs):
         t0 = time.perf_counter()
-        order = net.rng.permutation(rows) if shuffle else np.arange(rows)
-        good = (net.params.copy(), net.state.copy())
-        total = k(net.params, net.grads, net.state, net.arena, X, Y, order,
-                  0, n_batches, batch_size, lr, xbuf, ybuf)
+        order = dev.to_device(net.rng.permutation(rows) if shuffle else np.arange(rows))
+        good = net._snapshot()
+        total = dev.train_epoch(net.params, net.grads, net.state, net.arena, X, Y, order,
+                                0, n_batches, batch_size, lr, net.step, xbuf, ybuf)
         loss = total / rows
-        if not math.isfinite(loss) or not np.isfinite(net.params).all():
-            net.params[...], net.state[...] = good
+        if not math.isfinite(loss) or not np.isfinite(dev.to_host(net.params)).all():
+            net._restore(good)
             raise DivergenceError(
                 f"the loss became {loss} in epoch {epoch + 1}; the parameters from the end of "
                 f"epoch {epoch} were restored. Lower the learning rate or rescale the inputs.")
+        net.step += n_batches
         history.history["loss"].append(float(loss))
         history.epoch.append(epoch)
         if verbose:

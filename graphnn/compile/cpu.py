@@ -10,8 +10,8 @@ below (``EMIT``).
 from __future__ import annotations
 
 import linecache
-import math
 
+import numba
 import numpy as np
 
 from .. import ir
@@ -131,11 +131,13 @@ def emit_place(w: Writer, s: ir.Place):
 
 
 def emit_softmax(w: Writer, s: ir.Softmax):
-    w(f"softmax_rows({s.x.name}, {s.out.name})")
+    w("for i in range(n):")
+    w(f"    softmax_row({s.x.name}, {s.out.name}, i)")
 
 
 def emit_softmax_grad(w: Writer, s: ir.SoftmaxGrad):
-    w(f"softmax_rows_grad({s.gy.name}, {s.y.name}, {s.gx.name}, {s.acc})")
+    w("for i in range(n):")
+    w(f"    softmax_row_grad({s.gy.name}, {s.y.name}, {s.gx.name}, i, {s.acc})")
 
 
 EMIT = {
@@ -268,8 +270,23 @@ class CpuModule:
             for src in SOFTMAX_SOURCE:
                 self._function(src)
         self._function(loss.source)
+        self._function(f'''
+def loss(z, y, g):
+    """Mean {loss.name} over the rows of z ({loss.formula}); g = its gradient."""
+    n = z.shape[0]
+    total = 0.0
+    for i in range(n):
+        total += {loss.name}_row(z, y, g, i, n)
+    return total'''.strip("\n"))
         if loss.correct:
             self._function(loss.correct)
+            self._function(f'''
+def correct(z, y):
+    """How many rows (or elements) of z the model gets right."""
+    hits = 0
+    for i in range(z.shape[0]):
+        hits += {loss.name}_row_correct(z, y, i)
+    return hits'''.strip("\n"))
         self._function('''
 def view(arena, cap, col, n, width):
     """Rows 0..n-1 of the arena block that starts at column `col`."""
@@ -305,20 +322,26 @@ def view(arena, cap, col, n, width):
             w("cap = arena.size // ARENA_WIDTH")
             w(f"z = {fwd}(params, arena, x)")
             w(f"dz = view(arena, cap, {col}, n, {width})")
-            w(f"loss = {loss.name}(z, y, dz)   # {loss.formula}")
+            w("value = loss(z, y, dz)")
             w("backward(params, grads, arena, x)")
-            w("return loss")
+            w("return value")
         w()
         w()
         w("# " + "-" * 30 + " parameter update " + "-" * 30)
         w()
-        self._function(self.optimizer.update_source())
+        opt = self.optimizer
+        self._function(opt.source())
+        self._function(f'''
+def update(params, grads, state, lr, step):
+    """{type(opt).__name__} on the whole flat parameter buffer at once."""
+    for i in range(params.size):
+        {opt.name}_update(i, params, grads, state, lr, step)'''.strip("\n"))
         self._function('''
-def train_step(params, grads, state, arena, x, y, lr):
-    """One step of gradient descent on one batch: forward, loss, backward, update."""
-    loss = loss_and_grads(params, grads, arena, x, y)
-    update(params, grads, state, lr)
-    return loss'''.strip("\n"))
+def train_step(params, grads, state, arena, x, y, lr, step):
+    """One step of training on one batch: forward, loss, backward, update."""
+    value = loss_and_grads(params, grads, arena, x, y)
+    update(params, grads, state, lr, step)
+    return value'''.strip("\n"))
         w("# " + "-" * 30 + " loops over the data " + "-" * 30)
         w()
         self._train_epoch()
@@ -333,7 +356,7 @@ def predict(params, arena, X, out):
         for i in range(stop - start):
             for j in range(y.shape[1]):
                 out[start + i, j] = y[i, j]'''.strip("\n"))
-        correct = f"hits += {loss.name}_correct(z, y)" if loss.correct else "pass"
+        correct = "hits += correct(z, y)" if loss.correct else "pass"
         self._function(f'''
 def evaluate(params, arena, X, Y):
     """Summed loss (per-batch mean times rows) and correct count over all rows of X."""
@@ -347,7 +370,7 @@ def evaluate(params, arena, X, Y):
         y = Y[start:stop]
         z = {fwd}(params, arena, x)
         dz = view(arena, cap, {col}, stop - start, {width})
-        total += (stop - start) * {loss.name}(z, y, dz)
+        total += (stop - start) * loss(z, y, dz)
         {correct}
     return total, hits'''.strip("\n"))
         return w.text()
@@ -373,9 +396,11 @@ def evaluate(params, arena, X, Y):
             ty = f"ybuf[:n * {k}].reshape((n, {k}))"
             gather = f"for c in range({k}):\n                y[r, c] = Y[src, c]"
         self._function(f'''
-def train_epoch(params, grads, state, arena, X, Y, order, first, last, batch_size, lr, xbuf, ybuf):
+def train_epoch(params, grads, state, arena, X, Y, order, first, last, batch_size, lr, step,
+                xbuf, ybuf):
     """Batches first..last-1 of an epoch: gather each batch's rows (in the shuffled
-    order) and take a training step.  Returns the sum over batches of loss * rows."""
+    order) and take a training step; `step` counts steps before this call.
+    Returns the sum over batches of loss * rows."""
     rows, d = X.shape
     total = 0.0
     for b in range(first, last):
@@ -388,15 +413,44 @@ def train_epoch(params, grads, state, arena, X, Y, order, first, last, batch_siz
             for c in range(d):
                 x[r, c] = X[src, c]
             {gather}
-        total += n * train_step(params, grads, state, arena, x, y, lr)
+        total += n * train_step(params, grads, state, arena, x, y, lr, step + b - first + 1)
     return total'''.strip("\n"))
 
 
-def build(plan: Plan, optimizer, dtype) -> tuple[dict, str]:
-    """Generate, compile lazily (njit compiles on first call) and return (namespace, source)."""
-    source = CpuModule(plan, optimizer, dtype).source()
-    filename = f"<graphnn:{plan.model.name}:{abs(hash(source)):x}>"
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    namespace: dict = {"__name__": "graphnn_generated"}
-    exec(compile(source, filename, "exec"), namespace)
-    return namespace, source
+class CpuBackend:
+    """The CPU backend as the model sees it (``compile/cuda.py`` offers the same methods).
+
+    Arrays live in host memory, so ``to_device``/``to_host`` are the identity.  The
+    kernel methods are the generated njit functions themselves.
+    """
+
+    device = "cpu"
+
+    def __init__(self, plan: Plan, optimizer, dtype):
+        self.dtype = np.dtype(dtype)
+        self.source = CpuModule(plan, optimizer, dtype).source()
+        filename = f"<graphnn:{plan.model.name}:{abs(hash(self.source)):x}>"
+        linecache.cache[filename] = (len(self.source), None, self.source.splitlines(True), filename)
+        namespace: dict = {"__name__": "graphnn_generated"}
+        exec(compile(self.source, filename, "exec"), namespace)
+        self.kernels = namespace
+        for name in ("train_epoch", "predict", "evaluate", "loss_and_grads"):
+            setattr(self, name, namespace[name])
+
+    def compile(self, labels: bool):
+        """Compile now, for exactly the argument types the model passes (no later recompiles)."""
+        t, real, i64 = numba.typeof, numba.from_dtype(self.dtype), numba.types.int64
+        a1, a2 = t(np.zeros(1, self.dtype)), t(np.zeros((1, 1), self.dtype))
+        idx = t(np.zeros(1, np.int64))
+        Y, ybuf = (idx, idx) if labels else (a2, a1)
+        self.train_epoch.compile((a1, a1, a1, a1, a2, Y, idx, i64, i64, i64, real, i64, a1, ybuf))
+        self.predict.compile((a1, a1, a2, a2))
+        self.evaluate.compile((a1, a1, a2, Y))
+
+    @staticmethod
+    def to_device(host: np.ndarray) -> np.ndarray:
+        return host
+
+    @staticmethod
+    def to_host(array: np.ndarray) -> np.ndarray:
+        return array

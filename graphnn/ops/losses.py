@@ -1,9 +1,10 @@
 """Losses: how far the output is from the target, and the gradient that starts backprop.
 
-Each loss is one scalar-loop function ``<name>(z, y, g) -> mean loss`` that also
-writes g = d(mean loss)/dz, so the forward value and the backward seed come from
-the same arithmetic.  Classification losses take z as logits and add a
-``<name>_correct(z, y)`` count for accuracy.
+Each loss is one per-row function ``<name>_row(z, y, g, i, n)`` returning row i's
+share of the mean loss over n rows and writing that row of g = d(mean loss)/dz, so
+the value and the backward seed come from the same arithmetic.  A backend runs it
+over the rows (a loop on the CPU, a thread per row on the GPU).  Classification
+losses take z as logits and add ``<name>_row_correct(z, y, i)`` for accuracy.
 
 When the graph ends in the activation a loss already contains (softmax for
 cross-entropy, sigmoid for binary cross-entropy) the compiler drops that activation
@@ -22,8 +23,8 @@ class Loss:
     name: str
     targets: str             # "labels": int class per row; "values": same shape as the output
     fuses: str | None        # the output activation this loss absorbs in training
-    source: str              # def <name>(z, y, g) -> mean loss
-    correct: str | None      # def <name>_correct(z, y) -> number of correct rows/elements
+    source: str              # def <name>_row(z, y, g, i, n) -> row i's share of the mean loss
+    correct: str | None      # def <name>_row_correct(z, y, i) -> correct elements in row i
     needs: tuple = ()        # activations whose scalar functions the source calls
     formula: str = ""
 
@@ -86,78 +87,68 @@ _CHECKS = {"labels": _check_labels, "values": _check_values}
 
 LOSSES: dict[str, Loss] = {l.name: l for l in [
     Loss("mse", "values", None, '''
-def mse(z, t, g):
-    """Mean over all elements of (z - t)^2;  g = 2 (z - t) / (rows * cols)."""
-    n, k = z.shape
+def mse_row(z, t, g, i, n):
+    """Row i's share of mean((z - t)^2) over all n * k elements; g[i] = its gradient."""
+    k = z.shape[1]
     scale = two / real(n * k)
-    total = 0.0
-    for i in range(n):
-        for j in range(k):
-            d = z[i, j] - t[i, j]
-            total += d * d
-            g[i, j] = scale * d
-    return total / (n * k)
+    total = zero
+    for j in range(k):
+        d = z[i, j] - t[i, j]
+        total += d * d
+        g[i, j] = scale * d
+    return total / real(n * k)
 '''.strip("\n"), None, formula="mean((y - t)^2)"),
 
     Loss("cross_entropy", "labels", "softmax", '''
-def cross_entropy(z, labels, g):
-    """Mean over rows of -log softmax(z)[label];  g = (softmax(z) - onehot) / rows.
+def cross_entropy_row(z, labels, g, i, n):
+    """Row i's share of mean(-log softmax(z)[label]); g[i] = (softmax(z[i]) - onehot) / n.
 
     log-sum-exp with the row maximum subtracted: exact for logits of any size.
     """
-    n, k = z.shape
+    k = z.shape[1]
+    m = z[i, 0]
+    for j in range(1, k):
+        m = max(m, z[i, j])
+    s = zero
+    for j in range(k):
+        e = math.exp(z[i, j] - m)
+        g[i, j] = e
+        s += e
     scale = one / real(n)
-    total = 0.0
-    for i in range(n):
-        m = z[i, 0]
-        for j in range(1, k):
-            m = max(m, z[i, j])
-        s = zero
-        for j in range(k):
-            e = math.exp(z[i, j] - m)
-            g[i, j] = e
-            s += e
-        total += math.log(s) + m - z[i, labels[i]]
-        r = scale / s
-        for j in range(k):
-            g[i, j] *= r
-        g[i, labels[i]] -= scale
-    return total / n
+    r = scale / s
+    for j in range(k):
+        g[i, j] *= r
+    g[i, labels[i]] -= scale
+    return (math.log(s) + m - z[i, labels[i]]) * scale
 '''.strip("\n"), '''
-def cross_entropy_correct(z, labels):
-    """Rows whose largest logit is the label's."""
-    n, k = z.shape
-    hits = 0
-    for i in range(n):
-        best = 0
-        for j in range(1, k):
-            if z[i, j] > z[i, best]:
-                best = j
-        hits += best == labels[i]
-    return hits
+def cross_entropy_row_correct(z, labels, i):
+    """1 if row i's largest logit is its label's."""
+    best = 0
+    for j in range(1, z.shape[1]):
+        if z[i, j] > z[i, best]:
+            best = j
+    return 1 if best == labels[i] else 0
 '''.strip("\n"), formula="mean(-log softmax(z)[label])"),
 
     Loss("binary_cross_entropy", "values", "sigmoid", '''
-def binary_cross_entropy(z, t, g):
-    """Mean over elements of -[t log s + (1-t) log(1-s)], s = sigmoid(z), from the logits:
-    max(z, 0) - z t + log(1 + exp(-|z|));  g = (s - t) / (rows * cols)."""
-    n, k = z.shape
+def binary_cross_entropy_row(z, t, g, i, n):
+    """Row i's share of mean(-[t log s + (1-t) log(1-s)]), s = sigmoid(z), from the logits:
+    max(z, 0) - z t + log(1 + exp(-|z|));  g = (s - t) / (n * k)."""
+    k = z.shape[1]
     scale = one / real(n * k)
-    total = 0.0
-    for i in range(n):
-        for j in range(k):
-            x = z[i, j]
-            total += max(x, zero) - x * t[i, j] + math.log1p(math.exp(-abs(x)))
-            g[i, j] = scale * (sigmoid(x) - t[i, j])
-    return total / (n * k)
+    total = zero
+    for j in range(k):
+        x = z[i, j]
+        total += max(x, zero) - x * t[i, j] + math.log1p(math.exp(-abs(x)))
+        g[i, j] = scale * (sigmoid(x) - t[i, j])
+    return total * scale
 '''.strip("\n"), '''
-def binary_cross_entropy_correct(z, t):
-    """Elements where sigmoid(z) >= 0.5 (z >= 0) agrees with the target."""
-    n, k = z.shape
+def binary_cross_entropy_row_correct(z, t, i):
+    """Elements of row i where sigmoid(z) >= 0.5 (z >= 0) agrees with the target."""
     hits = 0
-    for i in range(n):
-        for j in range(k):
-            hits += (z[i, j] >= zero) == (t[i, j] >= half)
+    for j in range(z.shape[1]):
+        if (z[i, j] >= zero) == (t[i, j] >= half):
+            hits += 1
     return hits
 '''.strip("\n"), needs=("sigmoid",), formula="mean(BCE(sigmoid(z), t))"),
 ]}

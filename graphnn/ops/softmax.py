@@ -31,33 +31,32 @@ class Softmax(Node):
                                note="dx = y * (dy - sum(dy * y))")]
 
 
-# Scalar-loop sources shared by the backends (pasted into the generated module).
+# Per-row sources shared by the backends (pasted into the generated module; the CPU
+# loops over rows, the GPU runs a thread per row).
 SOFTMAX_SOURCE = ('''
-def softmax_rows(x, y):
-    """y = softmax(x) row by row; the row maximum is subtracted so exp never overflows."""
-    n, k = x.shape
-    for i in range(n):
-        m = x[i, 0]
-        for j in range(1, k):
-            m = max(m, x[i, j])
-        s = zero
-        for j in range(k):
-            e = math.exp(x[i, j] - m)
-            y[i, j] = e
-            s += e
-        r = one / s
-        for j in range(k):
-            y[i, j] *= r'''.strip("\n"), '''
-def softmax_rows_grad(gy, y, gx, acc):
-    """gx (= or +=) y * (gy - sum(gy * y)) row by row."""
-    n, k = y.shape
-    for i in range(n):
-        dot = zero
-        for j in range(k):
-            dot += gy[i, j] * y[i, j]
-        for j in range(k):
-            g = y[i, j] * (gy[i, j] - dot)
-            if acc:
-                gx[i, j] += g
-            else:
-                gx[i, j] = g'''.strip("\n"))
+def softmax_row(x, y, i):
+    """y[i] = softmax(x[i]); the row maximum is subtracted so exp never overflows."""
+    k = x.shape[1]
+    m = x[i, 0]
+    for j in range(1, k):
+        m = max(m, x[i, j])
+    s = zero
+    for j in range(k):
+        e = math.exp(x[i, j] - m)
+        y[i, j] = e
+        s += e
+    r = one / s
+    for j in range(k):
+        y[i, j] *= r'''.strip("\n"), '''
+def softmax_row_grad(gy, y, gx, i, acc):
+    """gx[i] (= or +=) y[i] * (gy[i] - sum(gy[i] * y[i]))."""
+    k = y.shape[1]
+    dot = zero
+    for j in range(k):
+        dot += gy[i, j] * y[i, j]
+    for j in range(k):
+        g = y[i, j] * (gy[i, j] - dot)
+        if acc:
+            gx[i, j] += g
+        else:
+            gx[i, j] = g'''.strip("\n"))
