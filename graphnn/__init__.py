@@ -11,7 +11,7 @@ from .ops.activations import GELU, LeakyReLU, Linear, ReLU, Sigmoid, Softplus, T
 from .ops.dense import Dense
 from .ops.merge import Add, Concatenate
 from .ops.softmax import Softmax
-from .optim import SGD, Optimizer
+from .optim import SGD, Adam, AdamW, Optimizer, RMSprop
 from .train import DivergenceError, History
 
 __version__ = "0.1.0"
@@ -19,5 +19,5 @@ __version__ = "0.1.0"
 __all__ = [
     "Input", "Model", "Node", "Sequential", "CompiledModel", "Dense", "ReLU", "LeakyReLU",
     "Sigmoid", "Tanh", "Softplus", "GELU", "Linear", "Softmax", "Add", "Concatenate",
-    "SGD", "Optimizer", "History", "DivergenceError", "__version__",
+    "SGD", "Adam", "AdamW", "RMSprop", "Optimizer", "History", "DivergenceError", "__version__",
 ]

@@ -140,6 +140,41 @@ class CompiledModel:
         return float(loss), OrderedDict(
             (s.name, self._view(grads, s).copy()) for s in self.plan.params)
 
+    def apply_gradients(self, grads: Mapping[str, np.ndarray]) -> None:
+        """One optimizer step with the given gradients (name -> array, as from loss_and_grads).
+
+        With ``loss_and_grads`` this splits a training step in two, so gradients can be
+        combined (summed across processes, clipped, ...) before the update.
+        """
+        self._put(self.grads, self._flat_from_dict(grads, "apply_gradients"))
+        self.step += 1
+        self.backend.update(self.params, self.grads, self.state, self.dtype.type(self.optimizer.lr),
+                   self.step)
+
+    def _flat_from_dict(self, values: Mapping[str, np.ndarray], what: str) -> np.ndarray:
+        """Validate name -> array against the parameter slots; return one flat host array."""
+        if not isinstance(values, Mapping):
+            raise ValueError(f"{what} takes a dict name -> array, got {type(values).__name__}")
+        expected = [s.name for s in self.plan.params]
+        missing = [k for k in expected if k not in values]
+        extra = [k for k in values if k not in expected]
+        if missing or extra:
+            raise ValueError(f"{what} names do not match the model: "
+                             + (f"missing {missing}" if missing else "")
+                             + ("; " if missing and extra else "")
+                             + (f"unknown {extra}" if extra else "")
+                             + f" (expected {expected})")
+        flat = np.empty(self.plan.n_params, self.dtype)
+        for s in self.plan.params:
+            value = np.asarray(values[s.name])
+            if value.shape != s.shape:
+                raise ValueError(f"{what}: {s.name} has shape {value.shape}, expected {s.shape}")
+            if not (np.issubdtype(value.dtype, np.number) or value.dtype == np.bool_) \
+                    or not np.isfinite(value).all():
+                raise ValueError(f"{what}: {s.name} must hold finite real numbers")
+            self._view(flat, s)[...] = value
+        return flat
+
     def get_params(self) -> "OrderedDict[str, np.ndarray]":
         """Copies of every parameter, in graph order: name -> array."""
         host = self.backend.to_host(self.params)
@@ -147,27 +182,7 @@ class CompiledModel:
 
     def set_params(self, params: Mapping[str, np.ndarray]) -> None:
         """Replace every parameter; names and shapes must match ``get_params()`` exactly."""
-        if not isinstance(params, Mapping):
-            raise ValueError(f"set_params takes a dict name -> array, got {type(params).__name__}")
-        expected = [s.name for s in self.plan.params]
-        missing = [k for k in expected if k not in params]
-        extra = [k for k in params if k not in expected]
-        if missing or extra:
-            raise ValueError("set_params names do not match the model: "
-                             + (f"missing {missing}" if missing else "")
-                             + ("; " if missing and extra else "")
-                             + (f"unknown {extra}" if extra else "")
-                             + f" (expected {expected})")
-        new = self.backend.to_host(self.params).copy()
-        for s in self.plan.params:
-            value = np.asarray(params[s.name])
-            if value.shape != s.shape:
-                raise ValueError(f"set_params: {s.name} has shape {value.shape}, "
-                                 f"expected {s.shape}")
-            if not np.issubdtype(value.dtype, np.number) or not np.isfinite(value).all():
-                raise ValueError(f"set_params: {s.name} must hold finite real numbers")
-            self._view(new, s)[...] = value
-        self._put_params(new)
+        self._put(self.params, self._flat_from_dict(params, "set_params"))
 
     def _snapshot(self) -> tuple:
         """Host copies of the trainable state (parameters, optimizer state, step)."""
@@ -176,11 +191,8 @@ class CompiledModel:
 
     def _restore(self, snap: tuple):
         params, state, self.step = snap
-        self._put_params(params)
-        if self.backend.device == "cpu":
-            self.state[...] = state
-        else:
-            self.state.copy_to_device(state)
+        self._put(self.params, params)
+        self._put(self.state, state)
 
     def summary(self) -> str:
         """A table of the layers: name, type, output shape, parameter count."""
@@ -205,12 +217,12 @@ class CompiledModel:
         """The generated kernel module for this graph (Python source of the kernels)."""
         return self.backend.source
 
-    def _put_params(self, host: np.ndarray):
-        """Overwrite the parameter buffer in place (views held by kernels stay valid)."""
+    def _put(self, buffer, host: np.ndarray):
+        """Overwrite a state buffer (params, grads, state) in place from a host array."""
         if self.backend.device == "cpu":
-            self.params[...] = host
+            buffer[...] = host
         else:
-            self.params.copy_to_device(host)
+            buffer.copy_to_device(host)
 
     def __repr__(self):
         return (f"<CompiledModel {self.model.name!r} params={self.plan.n_params} "

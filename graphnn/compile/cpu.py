@@ -434,7 +434,7 @@ class CpuBackend:
         namespace: dict = {"__name__": "graphnn_generated"}
         exec(compile(self.source, filename, "exec"), namespace)
         self.kernels = namespace
-        for name in ("train_epoch", "predict", "evaluate", "loss_and_grads"):
+        for name in ("train_epoch", "predict", "evaluate", "loss_and_grads", "update"):
             setattr(self, name, namespace[name])
 
     def compile(self, labels: bool):
