@@ -5,6 +5,7 @@
     net = model.compile(loss="cross_entropy", optimizer=gn.SGD(lr=0.1), seed=0)
     net.fit(X, y, epochs=20, batch_size=32)
 """
+from .io import CheckpointError, load
 from .graph import Input, Model, Node, Sequential
 from .model import CompiledModel
 from .ops.activations import GELU, LeakyReLU, Linear, ReLU, Sigmoid, Softplus, Tanh
@@ -19,5 +20,5 @@ __version__ = "0.1.0"
 __all__ = [
     "Input", "Model", "Node", "Sequential", "CompiledModel", "Dense", "ReLU", "LeakyReLU",
     "Sigmoid", "Tanh", "Softplus", "GELU", "Linear", "Softmax", "Add", "Concatenate",
-    "SGD", "Adam", "AdamW", "RMSprop", "Optimizer", "History", "DivergenceError", "__version__",
+    "SGD", "Adam", "AdamW", "RMSprop", "Optimizer", "History", "DivergenceError", "load", "CheckpointError", "__version__",
 ]

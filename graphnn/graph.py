@@ -72,6 +72,10 @@ class Node:
         """A short description for summaries and generated-code comments."""
         return type(self).__name__
 
+    def config(self) -> dict:
+        """The constructor arguments (besides ``name``) that rebuild this node; JSON-safe."""
+        return {}
+
     def param_shapes(self, in_widths: list[int]) -> dict[str, tuple[int, ...]]:
         """Trainable parameters of this node: local name -> shape."""
         return {}
@@ -93,6 +97,9 @@ class Input(Node):
 
     def describe(self) -> str:
         return "Input"
+
+    def config(self) -> dict:
+        return {"width": self.width}
 
 
 def topological_order(output: Node) -> list[Node]:

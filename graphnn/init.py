@@ -44,8 +44,11 @@ INITIALIZERS: dict[str, Callable] = {
 
 
 def check_initializer(spec, what: str = "initializer"):
-    """Validate an initializer spec at layer construction (not at compile time)."""
-    if isinstance(spec, str) and spec in INITIALIZERS:
+    """Validate an initializer spec at layer construction (not at compile time).
+
+    "custom" stands for a callable in a reloaded checkpoint (whose values are loaded).
+    """
+    if isinstance(spec, str) and (spec in INITIALIZERS or spec == "custom"):
         return spec
     if isinstance(spec, numbers.Real) and not isinstance(spec, bool) and math.isfinite(spec):
         return float(spec)
@@ -57,7 +60,9 @@ def check_initializer(spec, what: str = "initializer"):
 
 def initialize(spec, shape: tuple, rng: np.random.Generator, name: str) -> np.ndarray:
     """Draw the initial values of parameter ``name``."""
-    if isinstance(spec, str):
+    if spec == "custom":
+        values = np.zeros(shape)
+    elif isinstance(spec, str):
         values = INITIALIZERS[spec](shape, rng)
     elif isinstance(spec, float):
         values = np.full(shape, spec)

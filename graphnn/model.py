@@ -69,6 +69,7 @@ class CompiledModel:
         self.state = dev(np.zeros(self.optimizer.state_slots * self.plan.n_params, self.dtype))
         self.arena = dev(np.zeros(0, self.dtype))
         self.step = 0                                       # training steps taken so far
+        self.epoch = 0                                      # epochs trained so far
         self.backend.compile(labels=self.loss.targets == "labels")
         self.compile_seconds = time.perf_counter() - t0
 
@@ -193,6 +194,11 @@ class CompiledModel:
         params, state, self.step = snap
         self._put(self.params, params)
         self._put(self.state, state)
+
+    def save(self, path) -> None:
+        """Write a checkpoint (graph, parameters, optimizer state, dtype) atomically."""
+        from .io import save
+        save(self, path)
 
     def summary(self) -> str:
         """A table of the layers: name, type, output shape, parameter count."""

@@ -60,6 +60,7 @@ def fit(net, X, y, epochs: int = 1, batch_size: int = 32, shuffle: bool = True,
                 f"the loss became {loss} in epoch {epoch + 1}; the parameters from the end of "
                 f"epoch {epoch} were restored. Lower the learning rate or rescale the inputs.")
         net.step += n_batches
+        net.epoch += 1
         history.history["loss"].append(float(loss))
         history.epoch.append(epoch)
         if verbose:

@@ -46,6 +46,11 @@ class Dense(Node):
             shapes["bias"] = (self.units,)
         return shapes
 
+    def config(self) -> dict:
+        init = lambda spec: spec if isinstance(spec, (str, float)) else "custom"
+        return {"units": self.units, "activation": self.activation, "use_bias": self.use_bias,
+                "kernel_init": init(self.kernel_init), "bias_init": init(self.bias_init)}
+
     def describe(self) -> str:
         return "Dense" + ("" if self.activation == "linear" else f" ({self.activation})")
 
