@@ -17,10 +17,10 @@ import numpy as np
 from .. import ir
 from ..ops.activations import ACTIVATIONS, with_dependencies
 from ..ops.softmax import SOFTMAX_SOURCE
+from . import cache
 from .plan import Plan
 
 NUMERIC_CONSTANTS = {"zero": 0.0, "one": 1.0, "two": 2.0, "half": 0.5}
-JIT = '@njit(error_model="numpy")'
 
 
 class Writer:
@@ -165,9 +165,10 @@ def _uses(steps, kind_pred) -> set:
 class CpuModule:
     """Generates the source of the CPU kernels for one plan and one dtype."""
 
-    def __init__(self, plan: Plan, optimizer, dtype):
+    def __init__(self, plan: Plan, optimizer, dtype, cache: bool = False):
         self.plan, self.optimizer, self.dtype = plan, optimizer, np.dtype(dtype)
         self.w = Writer()
+        self.jit = f'@njit(cache={cache}, error_model="numpy")'
 
     # views at the top of a function, for the buffers its instructions touch
     def _declare(self, steps, extra=()):
@@ -249,8 +250,11 @@ class CpuModule:
         names.discard("linear")      # the identity is written inline, never called
         return with_dependencies(sorted(n for n in names if n in ACTIVATIONS))
 
+    def jit_line(self):
+        self.w(self.jit)
+
     def _function(self, source: str):
-        self.w(JIT)
+        self.jit_line()
         for line in source.splitlines():
             self.w(line)
         self.w()
@@ -305,7 +309,7 @@ def view(arena, cap, col, n, width):
             fwd = "forward"
         w("# " + "-" * 30 + " backward pass " + "-" * 30)
         w()
-        w(JIT)
+        self.jit_line()
         with w.block("def backward(params, grads, arena, x):"):
             w('"""Backpropagation: from dLoss/dlogits, in reverse graph order, '
               'every parameter\'s gradient."""')
@@ -315,7 +319,7 @@ def view(arena, cap, col, n, width):
         w()
         w()
         col, width = p.arena[p.dlogits.name]
-        w(JIT)
+        self.jit_line()
         with w.block("def loss_and_grads(params, grads, arena, x, y):"):
             w(f'"""Mean {loss.name} loss over the rows of x, and its gradient in grads."""')
             w("n = x.shape[0]")
@@ -377,7 +381,7 @@ def evaluate(params, arena, X, Y):
 
     def _pass(self, name, args, steps, result: ir.Buf, doc: str):
         w = self.w
-        w(JIT)
+        self.jit_line()
         with w.block(f"def {name}({args}):"):
             w(f'"""{doc}"""')
             w("n = x.shape[0]")
@@ -428,11 +432,16 @@ class CpuBackend:
 
     def __init__(self, plan: Plan, optimizer, dtype):
         self.dtype = np.dtype(dtype)
-        self.source = CpuModule(plan, optimizer, dtype).source()
-        filename = f"<graphnn:{plan.model.name}:{abs(hash(self.source)):x}>"
-        linecache.cache[filename] = (len(self.source), None, self.source.splitlines(True), filename)
-        namespace: dict = {"__name__": "graphnn_generated"}
-        exec(compile(self.source, filename, "exec"), namespace)
+        use_cache = cache.enabled()
+        self.source = CpuModule(plan, optimizer, dtype, cache=use_cache).source()
+        if use_cache:
+            namespace = cache.load_module(self.source)
+        else:     # exec'd code cannot be cached by Numba; keep it visible to tracebacks
+            filename = f"<graphnn:{plan.model.name}:{abs(hash(self.source)):x}>"
+            linecache.cache[filename] = (len(self.source), None, self.source.splitlines(True),
+                                         filename)
+            namespace = {"__name__": "graphnn_generated"}
+            exec(compile(self.source, filename, "exec"), namespace)
         self.kernels = namespace
         for name in ("train_epoch", "predict", "evaluate", "loss_and_grads", "update"):
             setattr(self, name, namespace[name])

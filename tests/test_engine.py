@@ -1,0 +1,81 @@
+"""Engine properties: zero allocations per step, the on-disk compile cache."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+
+import graphnn as gn
+
+BUILD = textwrap.dedent("""
+    import json, sys, numpy as np, graphnn as gn
+    x = gn.Input(6)
+    h = gn.Dense(8, activation="tanh")(x)
+    out = gn.Dense(3)(gn.Concatenate()([h, gn.Dense(4, activation="relu")(x)]))
+    net = gn.Model(x, out).compile(loss="cross_entropy", optimizer=gn.SGD(0.1), seed=0)
+    X = np.random.default_rng(0).normal(size=(40, 6)); y = np.arange(40) % 3
+    net.fit(X, y, epochs=2, batch_size=8)
+    k = net.backend.kernels
+    print(json.dumps({"hits": sum(k[f].stats.cache_hits.get(s, 0) for f in ("train_epoch",)
+                                   for s in k[f].stats.cache_hits),
+                      "pred": net.predict(X[:2]).tolist()}))
+""")
+
+
+def _run(code, **env):
+    e = dict(os.environ, **env)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=e)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_second_process_loads_from_cache(tmp_path):
+    first = json.loads(_run(BUILD, GRAPHNN_CACHE_DIR=str(tmp_path)))
+    second = json.loads(_run(BUILD, GRAPHNN_CACHE_DIR=str(tmp_path)))
+    assert first["hits"] == 0 and second["hits"] >= 1
+    assert first["pred"] == second["pred"]
+    assert any(p.suffix == ".nbc" for p in (tmp_path / "__pycache__").iterdir())
+
+
+def test_no_cache_writes_nothing(tmp_path):
+    _run(BUILD, GRAPHNN_CACHE_DIR=str(tmp_path), GRAPHNN_NO_CACHE="1")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_concurrent_processes_share_the_cache_safely(tmp_path):
+    env = dict(os.environ, GRAPHNN_CACHE_DIR=str(tmp_path))
+    procs = [subprocess.Popen([sys.executable, "-c", BUILD], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+    outs = [p.communicate() for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
+    assert json.loads(outs[0][0])["pred"] == json.loads(outs[1][0])["pred"]
+    assert not [p for p in tmp_path.iterdir() if p.suffix == ".tmp"]
+
+
+def test_steps_allocate_nothing():
+    code = textwrap.dedent("""
+        import numpy as np, graphnn as gn
+        from numba.core.runtime import rtsys
+        x = gn.Input(10)
+        h = gn.Dense(16, activation="gelu")(x)
+        r = gn.Add()([h, gn.Dense(16, activation="tanh")(h)])
+        out = gn.Dense(4, activation="softmax")(gn.Concatenate()([r, h]))
+        net = gn.Model(x, out).compile(loss="cross_entropy", optimizer=gn.Adam(0.01), seed=0)
+        X = np.random.default_rng(0).normal(size=(320, 10)).astype(np.float32)
+        Y = (np.arange(320) % 4).astype(np.int64)
+        net._ensure_arena(32)
+        xbuf, ybuf, order = np.empty(320, np.float32), np.empty(32, np.int64), np.arange(320)
+        args = lambda batches: (net.params, net.grads, net.state, net.arena, X, Y, order, 0,
+                                batches, 32, np.float32(0.01), 0, xbuf, ybuf)
+        net.backend.train_epoch(*args(1))
+        counts = []
+        for batches in (1, 10):
+            before = rtsys.get_allocation_stats().alloc
+            net.backend.train_epoch(*args(batches))
+            counts.append(rtsys.get_allocation_stats().alloc - before)
+        print(counts[0], counts[1])
+    """)
+    one, ten = map(int, _run(code, NUMBA_NRT_STATS="1").split())
+    assert ten == one        # 9 more steps allocated nothing more (the rest is argument unboxing)
