@@ -10,6 +10,7 @@ from .graph import Input, Model, Node, Sequential
 from .model import CompiledModel
 from .ops.activations import GELU, LeakyReLU, Linear, ReLU, Sigmoid, Softplus, Tanh
 from .ops.dense import Dense
+from .ops.dropout import Dropout
 from .ops.merge import Add, Concatenate
 from .ops.softmax import Softmax
 from .optim import SGD, Adam, AdamW, Optimizer, RMSprop
@@ -18,7 +19,7 @@ from .train import DivergenceError, History
 __version__ = "0.1.0"
 
 __all__ = [
-    "Input", "Model", "Node", "Sequential", "CompiledModel", "Dense", "ReLU", "LeakyReLU",
+    "Input", "Model", "Node", "Sequential", "CompiledModel", "Dense", "Dropout", "ReLU", "LeakyReLU",
     "Sigmoid", "Tanh", "Softplus", "GELU", "Linear", "Softmax", "Add", "Concatenate",
     "SGD", "Adam", "AdamW", "RMSprop", "Optimizer", "History", "DivergenceError", "load", "CheckpointError", "__version__",
 ]

@@ -25,14 +25,14 @@ import tempfile
 import numpy as np
 
 from .graph import Input, Model
-from .ops import activations, dense, merge, softmax
+from .ops import activations, dense, dropout, merge, softmax
 
 MAGIC = b"GRAPHNN\0"
 FORMAT_VERSION = 1
 _PREFIX = struct.Struct("<8sIQ")
 
 NODE_TYPES = {cls.__name__: cls for cls in (
-    Input, dense.Dense, merge.Add, merge.Concatenate, softmax.Softmax,
+    Input, dense.Dense, dropout.Dropout, merge.Add, merge.Concatenate, softmax.Softmax,
     activations.ReLU, activations.LeakyReLU, activations.Sigmoid, activations.Tanh,
     activations.Softplus, activations.GELU, activations.Linear)}
 

@@ -123,6 +123,27 @@ class SoftmaxGrad:
     note: str = ""
 
 
+@dataclass(frozen=True)
+class Dropout:
+    """In training: mask = (u >= rate) / (1 - rate) with u uniform, out = x * mask.
+    Otherwise out = x.  The mask is kept for the backward pass."""
+    out: Buf
+    x: Buf
+    mask: Buf
+    rate: float
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Mul:
+    """gx (=|+=) gy * m elementwise (the backward of a fixed mask)."""
+    gx: Buf
+    gy: Buf
+    m: Buf
+    acc: bool = False
+    note: str = ""
+
+
 @dataclass
 class Program:
     """An ordered list of instructions with a title, one per generated function part."""

@@ -190,6 +190,11 @@ class _PerStep(Schedule):
             self._fn = namespace["schedule_lr"]
         return self._fn(step)
 
+    def __getstate__(self):                 # the cached function is rebuilt, not pickled
+        state = dict(self.__dict__)
+        state.pop("_fn", None)
+        return state
+
 
 def _cosine_source(doc: str, lr: float, min_lr: float, warmup: int, total: int) -> str:
     """``schedule_lr(step)``: linear warmup over ``warmup`` steps, then cosine to min_lr."""

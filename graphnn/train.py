@@ -52,7 +52,8 @@ def fit(net, X, y, epochs: int = 1, batch_size: int = 32, shuffle: bool = True,
         order = dev.to_device(net.rng.permutation(rows) if shuffle else np.arange(rows))
         good = net._snapshot()
         total = dev.train_epoch(net.params, net.grads, net.state, net.arena, X, Y, order,
-                                0, n_batches, batch_size, lr, net.step, xbuf, ybuf)
+                                0, n_batches, batch_size, lr, net.step,
+                                int(net.rng.integers(2**31)), xbuf, ybuf)
         loss = total / rows
         if not math.isfinite(loss) or not np.isfinite(dev.to_host(net.params)).all():
             net._restore(good)

@@ -68,7 +68,7 @@ def test_steps_allocate_nothing():
         net._ensure_arena(32)
         xbuf, ybuf, order = np.empty(320, np.float32), np.empty(32, np.int64), np.arange(320)
         args = lambda batches: (net.params, net.grads, net.state, net.arena, X, Y, order, 0,
-                                batches, 32, np.float32(0.01), 0, xbuf, ybuf)
+                                batches, 32, np.float32(0.01), 0, 7, xbuf, ybuf)
         net.backend.train_epoch(*args(1))
         counts = []
         for batches in (1, 10):

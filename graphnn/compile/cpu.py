@@ -140,7 +140,28 @@ def emit_softmax_grad(w: Writer, s: ir.SoftmaxGrad):
     w(f"    softmax_row_grad({s.gy.name}, {s.y.name}, {s.gx.name}, i, {s.acc})")
 
 
+def emit_dropout(w: Writer, s: ir.Dropout):
+    keep = 1.0 - s.rate
+    with w.block("if training:"):
+        with _rows_cols(w, s.out.width):
+            w(f"{s.mask.name}[i, j] = real({1 / keep!r}) if np.random.random() >= {s.rate!r} "
+              "else zero")
+            w(f"{s.out.name}[i, j] = {s.x.name}[i, j] * {s.mask.name}[i, j]")
+        _close(w)
+    with w.block("else:"):
+        with _rows_cols(w, s.out.width):
+            w(f"{s.out.name}[i, j] = {s.x.name}[i, j]")
+        _close(w)
+
+
+def emit_mul(w: Writer, s: ir.Mul):
+    with _rows_cols(w, s.gx.width):
+        w(f"{s.gx.name}[i, j] {_assign(s.acc)} {s.gy.name}[i, j] * {s.m.name}[i, j]")
+    _close(w)
+
+
 EMIT = {
+    ir.Dropout: emit_dropout, ir.Mul: emit_mul,
     ir.MatMul: emit_matmul, ir.BiasAct: emit_bias_act, ir.ActGrad: emit_act_grad,
     ir.ColSum: emit_colsum, ir.Sum: emit_sum, ir.Copy: emit_copy, ir.Place: emit_place,
     ir.Softmax: emit_softmax, ir.SoftmaxGrad: emit_softmax_grad,
@@ -301,12 +322,16 @@ def view(arena, cap, col, n, width):
         w()
         self._pass("forward", "params, arena, x", p.forward, p.output,
                    "The graph's output for the rows of x (inference).")
-        if p.fused:
-            self._pass("forward_logits", "params, arena, x", p.train_forward, p.logits,
-                       f"Training forward pass: stops at the logits ({p.fused} fused).")
-            fwd = "forward_logits"
+        if p.fused or p.dropout:
+            why = ", ".join(([f"stops at the logits ({p.fused} fused)"] if p.fused else [])
+                            + (["dropout active when training"] if p.dropout else []))
+            self._pass("forward_logits", "params, arena, x, training", p.train_forward, p.logits,
+                       f"Forward pass as the loss sees it: {why}.")
         else:
-            fwd = "forward"
+            self._function('''
+def forward_logits(params, arena, x, training):
+    """Forward pass as the loss sees it: the same as forward() for this graph."""
+    return forward(params, arena, x)'''.strip("\n"))
         w("# " + "-" * 30 + " backward pass " + "-" * 30)
         w()
         self.jit_line()
@@ -324,7 +349,7 @@ def view(arena, cap, col, n, width):
             w(f'"""Mean {loss.name} loss over the rows of x, and its gradient in grads."""')
             w("n = x.shape[0]")
             w("cap = arena.size // ARENA_WIDTH")
-            w(f"z = {fwd}(params, arena, x)")
+            w("z = forward_logits(params, arena, x, True)")
             w(f"dz = view(arena, cap, {col}, n, {width})")
             w("value = loss(z, y, dz)")
             w("backward(params, grads, arena, x)")
@@ -372,7 +397,7 @@ def evaluate(params, arena, X, Y):
         stop = min(start + cap, rows)
         x = X[start:stop]
         y = Y[start:stop]
-        z = {fwd}(params, arena, x)
+        z = forward_logits(params, arena, x, False)
         dz = view(arena, cap, {col}, stop - start, {width})
         total += (stop - start) * loss(z, y, dz)
         {correct}
@@ -394,6 +419,7 @@ def evaluate(params, arena, X, Y):
     def _train_epoch(self):
         labels = self.plan.loss.targets == "labels"
         k = self.plan.logits.width
+        seeding = "\n    np.random.seed(seed)" if self.plan.dropout else ""
         if labels:
             ty, gather = "ybuf[:n]", "y[r] = Y[src]"
         else:
@@ -401,12 +427,12 @@ def evaluate(params, arena, X, Y):
             gather = f"for c in range({k}):\n                y[r, c] = Y[src, c]"
         self._function(f'''
 def train_epoch(params, grads, state, arena, X, Y, order, first, last, batch_size, lr, step,
-                xbuf, ybuf):
+                seed, xbuf, ybuf):
     """Batches first..last-1 of an epoch: gather each batch's rows (in the shuffled
-    order) and take a training step; `step` counts steps before this call.
-    Returns the sum over batches of loss * rows."""
+    order) and take a training step; `step` counts steps before this call, `seed`
+    seeds the dropout masks.  Returns the sum over batches of loss * rows."""
     rows, d = X.shape
-    total = 0.0
+    total = 0.0{seeding}
     for b in range(first, last):
         start = b * batch_size
         n = min(batch_size, rows - start)
@@ -452,7 +478,8 @@ class CpuBackend:
         a1, a2 = t(np.zeros(1, self.dtype)), t(np.zeros((1, 1), self.dtype))
         idx = t(np.zeros(1, np.int64))
         Y, ybuf = (idx, idx) if labels else (a2, a1)
-        self.train_epoch.compile((a1, a1, a1, a1, a2, Y, idx, i64, i64, i64, real, i64, a1, ybuf))
+        self.train_epoch.compile((a1, a1, a1, a1, a2, Y, idx, i64, i64, i64, real, i64, i64,
+                                  a1, ybuf))
         self.predict.compile((a1, a1, a2, a2))
         self.evaluate.compile((a1, a1, a2, Y))
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from .. import ir
 from ..graph import Input, Model, Node
 from ..ops.activations import ActivationNode
+from ..ops.dropout import Dropout
 from ..ops.losses import Loss
 from ..ops.softmax import Softmax
 
@@ -56,6 +57,7 @@ class Plan:
     logits: ir.Buf                    # what the loss reads in training
     dlogits: ir.Buf                   # where the loss writes its gradient
     fused: str | None                 # e.g. "softmax + cross_entropy"
+    dropout: bool                     # training forward draws random masks
     scratch_width: int = 0            # columns needed by accumulating matmuls (CPU)
     param_vars: dict = field(default_factory=dict)   # var -> ParamSlot (and grad var)
 
@@ -162,13 +164,18 @@ class Lowering:
 
     # -- the passes --------------------------------------------------------------------
     def _forward(self, train: bool) -> list:
+        """Instructions of the forward pass; in inference, Dropout is the identity (aliased)."""
         self.train = train
+        self.alias = {}
         steps = []
         for node in self.order:
             if isinstance(node, Input):
                 continue
+            if not train and isinstance(node, Dropout):
+                self.alias[node] = self.alias.get(node.inputs[0], node.inputs[0])
+                continue
             if train and node is self.fused_node and isinstance(node, (ActivationNode, Softmax)):
-                self.alias[node] = node.inputs[0]     # the loss reads the activation's input
+                self.alias[node] = self.alias.get(node.inputs[0], node.inputs[0])  # loss reads the input
                 continue
             steps += [self._heading(node, "forward")] + node.forward(self)
         return steps
@@ -201,7 +208,8 @@ class Lowering:
         backward = self._backward()
         plan = Plan(self.model, self.loss, self.names, self.params, self.n_params,
                     dict(self.arena), self.arena_width, forward, train_forward, backward,
-                    output, logits, dlogits, self.fused, self.scratch_width)
+                    output, logits, dlogits, self.fused,
+                    any(isinstance(st, ir.Dropout) for st in train_forward), self.scratch_width)
         for p in self.params:
             plan.param_vars[p.var] = p
             plan.param_vars[self.grad_var(p)] = p

@@ -74,7 +74,8 @@ class Dense(Node):
             steps.append(ir.Softmax(y, z, note="y = softmax(z) over each row"))
         elif b is not None or act != "linear" or y is not z:
             what = "z + b" if b is not None else "z"
-            steps.append(ir.BiasAct(y, z, b, act, note=f"y = {act}({what})"))
+            steps.append(ir.BiasAct(y, z, b, act,
+                                    note=f"y = {what}" if act == "linear" else f"y = {act}({what})"))
         return steps
 
     def backward(self, L):
