@@ -192,12 +192,16 @@ class Model:
                              "connect the layers from the Input to the output")
         self.names = assign_names(self.nodes)
 
-    def compile(self, loss: str = "mse", optimizer=None, seed: int = 0,
-                dtype="float32", device: str = "cpu"):
-        """Lower the graph, generate its kernels and return a trainable network."""
+    def compile(self, loss: str = "mse", optimizer=None, seed: int | None = 0,
+                dtype="float32", device: str = "cpu", metrics=None):
+        """Lower the graph, generate its kernels and return a trainable network.
+
+        ``metrics``: names reported by ``fit``/``evaluate`` besides the loss, from
+        "accuracy" (classification losses), "mse" and "mae" (value targets).
+        """
         from .model import CompiledModel   # model.py sits above the graph
         return CompiledModel(self, loss=loss, optimizer=optimizer, seed=seed,
-                             dtype=dtype, device=device)
+                             dtype=dtype, device=device, metrics=metrics)
 
 
 def Sequential(layers: Sequence[Node], input_dim: int | None = None,

@@ -36,7 +36,7 @@ class CompiledModel:
     """A model compiled for one loss, optimizer, dtype and device; see ``Model.compile``."""
 
     def __init__(self, model: Model, loss: str = "mse", optimizer=None, seed: int | None = 0,
-                 dtype="float32", device: str = "cpu"):
+                 dtype="float32", device: str = "cpu", metrics=None):
         if device not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
@@ -47,6 +47,7 @@ class CompiledModel:
         self.loss = check_loss(loss)
         self.optimizer = check_optimizer(optimizer)
         self.seed = seed
+        self.metrics = self._check_metrics(metrics)
         out_width = model.output.width
         if self.loss.targets == "labels" and out_width < 2:
             raise ValueError(f"loss {self.loss.name!r} needs an output of at least 2 logits, "
@@ -73,6 +74,25 @@ class CompiledModel:
         self.backend.compile(labels=self.loss.targets == "labels")
         self.compile_seconds = time.perf_counter() - t0
 
+    def _check_metrics(self, metrics) -> list[str]:
+        if metrics is None:
+            return ["accuracy"] if self.loss.correct else []
+        if isinstance(metrics, str):
+            metrics = [metrics]
+        allowed = (["accuracy"] if self.loss.correct else []) + (
+            ["mse", "mae"] if self.loss.targets == "values" else [])
+        for m in metrics:
+            if m not in allowed:
+                raise ValueError(f"metric {m!r} is not available with loss {self.loss.name!r}; "
+                                 f"available: {', '.join(allowed) or 'none'}")
+        return list(dict.fromkeys(metrics))
+
+    def _metric_logs(self, stats: np.ndarray, rows: int, prefix: str = "") -> dict:
+        """Turn the kernels' sums [correct, squared error, absolute error] into metrics."""
+        elems = rows * (1 if self.loss.targets == "labels" else self.model.output.width)
+        values = {"accuracy": stats[0] / elems, "mse": stats[1] / elems, "mae": stats[2] / elems}
+        return {prefix + m: float(values[m]) for m in self.metrics}
+
     # -- kernels and buffers -----------------------------------------------------------
     def _ensure_arena(self, rows: int):
         cap = self.arena.size // self.plan.arena_width
@@ -94,11 +114,15 @@ class CompiledModel:
 
     # -- public API --------------------------------------------------------------------
     def fit(self, X, y, epochs: int = 1, batch_size: int = 32, shuffle: bool = True,
-            verbose: int = 0):
-        """Train on (X, y); returns a History whose ``history["loss"]`` has one mean per epoch."""
+            verbose: int = 0, validation_data=None, validation_split: float = 0.0,
+            callbacks=None, class_weight=None, sample_weight=None):
+        """Train on (X, y); returns a History (``history.history["loss"]``, one value per epoch,
+        plus metrics and ``val_*`` entries).  See ``graphnn.train.fit``."""
         from .train import fit
         return fit(self, X, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
-                   verbose=verbose)
+                   verbose=verbose, validation_data=validation_data,
+                   validation_split=validation_split, callbacks=callbacks,
+                   class_weight=class_weight, sample_weight=sample_weight)
 
     def predict(self, X, batch_size: int = PREDICT_ROWS) -> np.ndarray:
         """The graph's output for every row of X, computed ``batch_size`` rows at a time."""
@@ -110,16 +134,17 @@ class CompiledModel:
         return dev.to_host(out)
 
     def evaluate(self, X, y, batch_size: int = PREDICT_ROWS) -> dict:
-        """Mean loss over the rows, and accuracy for classification losses."""
+        """Mean loss over the rows, and the compiled metrics (accuracy for classification)."""
         X, Y = self._data(X, y)
         self._ensure_arena(min(positive_int(batch_size, "batch_size"), X.shape[0]))
+        return self._evaluate(X, Y)
+
+    def _evaluate(self, X: np.ndarray, Y: np.ndarray, prefix: str = "") -> dict:
         dev = self.backend
-        total, hits = dev.evaluate(self.params, self.arena, dev.to_device(X), dev.to_device(Y))
-        result = {"loss": float(total / X.shape[0])}
-        if self.loss.correct:
-            per_row = 1 if self.loss.targets == "labels" else self.model.output.width
-            result["accuracy"] = hits / (X.shape[0] * per_row)
-        return result
+        stats = np.zeros(3)
+        total = dev.evaluate(self.params, self.arena, dev.to_device(X), dev.to_device(Y), stats)
+        return {prefix + "loss": float(total / X.shape[0]),
+                **self._metric_logs(stats, X.shape[0], prefix)}
 
     def loss_and_grads(self, X, y) -> tuple[float, "OrderedDict[str, np.ndarray]"]:
         """Mean loss over all rows and its gradient for every parameter (nothing is updated)."""
@@ -133,7 +158,8 @@ class CompiledModel:
         for start in range(0, n, chunk):
             stop = min(start + chunk, n)
             part = dev.loss_and_grads(self.params, self.grads, self.arena,
-                                      dev.to_device(X[start:stop]), dev.to_device(Y[start:stop]))
+                                      dev.to_device(X[start:stop]), dev.to_device(Y[start:stop]),
+                                      dev.to_device(np.zeros(0, self.dtype)))
             w = (stop - start) / n
             loss += w * part
             total += w * dev.to_host(self.grads)
@@ -149,8 +175,8 @@ class CompiledModel:
         """
         self._put(self.grads, self._flat_from_dict(grads, "apply_gradients"))
         self.step += 1
-        self.backend.update(self.params, self.grads, self.state, self.dtype.type(self.optimizer.lr),
-                   self.step)
+        lr = self.optimizer.schedule.value(self.epoch, self.step)
+        self.backend.update(self.params, self.grads, self.state, self.dtype.type(lr), self.step)
 
     def _flat_from_dict(self, values: Mapping[str, np.ndarray], what: str) -> np.ndarray:
         """Validate name -> array against the parameter slots; return one flat host array."""

@@ -49,7 +49,9 @@ class Optimizer:
     state_slots = 0
 
     def __init__(self, lr):
-        self.lr = _positive(lr, "learning rate lr")
+        from .schedules import as_schedule
+        self.schedule = as_schedule(lr)           # a float becomes schedules.Constant
+        self.lr = self.schedule.initial
 
     def source(self) -> str:
         raise NotImplementedError
@@ -57,11 +59,13 @@ class Optimizer:
     def config(self) -> dict:
         """Name and hyperparameters, enough to rebuild the optimizer (checkpoints)."""
         cfg = {"name": type(self).__name__}
-        cfg.update({k: v for k, v in vars(self).items() if k != "state_slots"})
+        cfg.update({k: v for k, v in vars(self).items() if k not in ("state_slots", "schedule")})
+        cfg["lr"] = schedule_config(self.schedule)
         return cfg
 
     def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k != "state_slots")
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items()
+                         if k not in ("state_slots", "schedule"))
         return f"{type(self).__name__}({args})"
 
 
@@ -211,6 +215,32 @@ def from_config(cfg: dict) -> Optimizer:
     if cls is None:
         raise ValueError(f"unknown optimizer in checkpoint: {cfg!r}")
     lr = cfg.pop("lr")
+    if isinstance(lr, dict):
+        lr = schedule_from_config(lr)
     if "betas" in cfg:
         cfg["betas"] = tuple(cfg["betas"])
     return cls(lr, **cfg)
+
+
+def schedule_config(schedule) -> dict | float:
+    """A schedule as JSON-safe data: its type, constructor arguments and running state."""
+    from . import schedules
+    if type(schedule) is schedules.Constant:
+        return schedule.initial
+    data = {k: v for k, v in vars(schedule).items() if not k.startswith("_")}
+    return {"type": type(schedule).__name__, **data}
+
+
+def schedule_from_config(cfg: dict):
+    import inspect
+    from . import schedules
+    cfg = dict(cfg)
+    cls = getattr(schedules, str(cfg.pop("type", "")), None)
+    if not (isinstance(cls, type) and issubclass(cls, schedules.Schedule)):
+        raise ValueError(f"unknown learning-rate schedule in checkpoint: {cfg!r}")
+    params = inspect.signature(cls.__init__).parameters
+    args = {k: cfg.pop(k) for k in list(cfg) if k in params and k != "lr"}
+    sched = cls(cfg.pop("initial"), **args)
+    for k, v in cfg.items():          # running state (ReduceOnPlateau: lr, best, bad_epochs)
+        setattr(sched, k, v)
+    return sched

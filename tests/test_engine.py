@@ -67,8 +67,11 @@ def test_steps_allocate_nothing():
         Y = (np.arange(320) % 4).astype(np.int64)
         net._ensure_arena(32)
         xbuf, ybuf, order = np.empty(320, np.float32), np.empty(32, np.int64), np.arange(320)
-        args = lambda batches: (net.params, net.grads, net.state, net.arena, X, Y, order, 0,
-                                batches, 32, np.float32(0.01), 0, 7, xbuf, ybuf)
+        W, wbuf = np.zeros(0, np.float32), np.zeros(0, np.float32)
+        losses, stats = np.zeros(10), np.zeros(3)
+        args = lambda batches: (net.params, net.grads, net.state, net.arena, X, Y, W, order, 0,
+                                batches, 32, np.float32(0.01), 0, 7, xbuf, ybuf, wbuf, losses,
+                                stats)
         net.backend.train_epoch(*args(1))
         counts = []
         for batches in (1, 10):

@@ -296,12 +296,25 @@ class CpuModule:
                 self._function(src)
         self._function(loss.source)
         self._function(f'''
-def loss(z, y, g):
-    """Mean {loss.name} over the rows of z ({loss.formula}); g = its gradient."""
+def loss(z, y, w, g):
+    """Mean {loss.name} over the rows of z ({loss.formula}); g = its gradient.
+
+    w: a weight per row, or empty for equal weights; weighted, the mean is
+    sum(w * row loss) / sum(w)."""
     n = z.shape[0]
     total = 0.0
+    if w.size == 0:
+        for i in range(n):
+            total += {loss.name}_row(z, y, g, i, n)
+        return total
+    wsum = 0.0
     for i in range(n):
-        total += {loss.name}_row(z, y, g, i, n)
+        wsum += w[i]
+    for i in range(n):
+        c = real(w[i] * n / wsum) if wsum > 0 else zero
+        total += c * {loss.name}_row(z, y, g, i, n)
+        for j in range(g.shape[1]):
+            g[i, j] *= c
     return total'''.strip("\n"))
         if loss.correct:
             self._function(loss.correct)
@@ -312,11 +325,15 @@ def correct(z, y):
     for i in range(z.shape[0]):
         hits += {loss.name}_row_correct(z, y, i)
     return hits'''.strip("\n"))
+        self._batch_stats()
         self._function('''
 def view(arena, cap, col, n, width):
     """Rows 0..n-1 of the arena block that starts at column `col`."""
     start = cap * col
     return arena[start:start + n * width].reshape((n, width))'''.strip("\n"))
+        schedule = self.optimizer.schedule
+        if schedule.per_step:
+            self._function(schedule.source())
 
         w("# " + "-" * 30 + " forward pass " + "-" * 30)
         w()
@@ -344,14 +361,16 @@ def forward_logits(params, arena, x, training):
         w()
         w()
         col, width = p.arena[p.dlogits.name]
+        zcol = p.arena[p.logits.name][0] if p.logits.kind == "arena" else None
         self.jit_line()
-        with w.block("def loss_and_grads(params, grads, arena, x, y):"):
-            w(f'"""Mean {loss.name} loss over the rows of x, and its gradient in grads."""')
+        with w.block("def loss_and_grads(params, grads, arena, x, y, w):"):
+            w(f'"""Mean {loss.name} loss over the rows of x (weighted by w if not empty), '
+              'and its gradient in grads."""')
             w("n = x.shape[0]")
             w("cap = arena.size // ARENA_WIDTH")
             w("z = forward_logits(params, arena, x, True)")
             w(f"dz = view(arena, cap, {col}, n, {width})")
-            w("value = loss(z, y, dz)")
+            w("value = loss(z, y, w, dz)")
             w("backward(params, grads, arena, x)")
             w("return value")
         w()
@@ -366,14 +385,14 @@ def update(params, grads, state, lr, step):
     for i in range(params.size):
         {opt.name}_update(i, params, grads, state, lr, step)'''.strip("\n"))
         self._function('''
-def train_step(params, grads, state, arena, x, y, lr, step):
+def train_step(params, grads, state, arena, x, y, w, lr, step):
     """One step of training on one batch: forward, loss, backward, update."""
-    value = loss_and_grads(params, grads, arena, x, y)
+    value = loss_and_grads(params, grads, arena, x, y, w)
     update(params, grads, state, lr, step)
     return value'''.strip("\n"))
         w("# " + "-" * 30 + " loops over the data " + "-" * 30)
         w()
-        self._train_epoch()
+        self._train_epoch(zcol)
         self._function('''
 def predict(params, arena, X, out):
     """forward() over all rows of X, cap rows at a time."""
@@ -385,23 +404,22 @@ def predict(params, arena, X, out):
         for i in range(stop - start):
             for j in range(y.shape[1]):
                 out[start + i, j] = y[i, j]'''.strip("\n"))
-        correct = "hits += correct(z, y)" if loss.correct else "pass"
         self._function(f'''
-def evaluate(params, arena, X, Y):
-    """Summed loss (per-batch mean times rows) and correct count over all rows of X."""
+def evaluate(params, arena, X, Y, stats):
+    """Summed loss (per-batch mean times rows) over all rows of X, no dropout;
+    the metrics' sums are added into stats."""
     cap = arena.size // ARENA_WIDTH
     rows = X.shape[0]
     total = 0.0
-    hits = 0
+    equal = np.empty(0, real)
     for start in range(0, rows, cap):
         stop = min(start + cap, rows)
-        x = X[start:stop]
         y = Y[start:stop]
-        z = forward_logits(params, arena, x, False)
+        z = forward_logits(params, arena, X[start:stop], False)
         dz = view(arena, cap, {col}, stop - start, {width})
-        total += (stop - start) * loss(z, y, dz)
-        {correct}
-    return total, hits'''.strip("\n"))
+        total += (stop - start) * loss(z, y, equal, dz)
+        batch_stats(z, y, stats)
+    return total'''.strip("\n"))
         return w.text()
 
     def _pass(self, name, args, steps, result: ir.Buf, doc: str):
@@ -416,34 +434,62 @@ def evaluate(params, arena, X, Y):
         w()
         w()
 
-    def _train_epoch(self):
-        labels = self.plan.loss.targets == "labels"
-        k = self.plan.logits.width
-        seeding = "\n    np.random.seed(seed)" if self.plan.dropout else ""
+    def _batch_stats(self):
+        loss = self.plan.loss
+        lines = ["def batch_stats(z, y, stats):",
+                 '    """Metric sums of one batch: [correct, squared error, absolute error]."""']
+        if loss.correct:
+            lines.append("    stats[0] += correct(z, y)")
+        if loss.targets == "values":
+            pred = "sigmoid(z[i, j])" if loss.name == "binary_cross_entropy" else "z[i, j]"
+            lines += ["    for i in range(z.shape[0]):",
+                      "        for j in range(z.shape[1]):",
+                      f"            d = {pred} - y[i, j]",
+                      "            stats[1] += d * d",
+                      "            stats[2] += abs(d)"]
+        self._function("\n".join(lines))
+
+    def _train_epoch(self, zcol):
+        plan = self.plan
+        labels = plan.loss.targets == "labels"
+        k = plan.logits.width
         if labels:
             ty, gather = "ybuf[:n]", "y[r] = Y[src]"
         else:
             ty = f"ybuf[:n * {k}].reshape((n, {k}))"
             gather = f"for c in range({k}):\n                y[r, c] = Y[src, c]"
+        seeding = "\n        np.random.seed(seed + b)   # dropout masks: one seed per batch" \
+            if plan.dropout else ""
+        lr = "real(schedule_lr(t))" if self.optimizer.schedule.per_step else "lr"
+        z = f"view(arena, cap, {zcol}, n, {k})" if zcol is not None else "x"
         self._function(f'''
-def train_epoch(params, grads, state, arena, X, Y, order, first, last, batch_size, lr, step,
-                seed, xbuf, ybuf):
+def train_epoch(params, grads, state, arena, X, Y, W, order, first, last, batch_size, lr, step,
+                seed, xbuf, ybuf, wbuf, losses, stats):
     """Batches first..last-1 of an epoch: gather each batch's rows (in the shuffled
-    order) and take a training step; `step` counts steps before this call, `seed`
-    seeds the dropout masks.  Returns the sum over batches of loss * rows."""
+    order) and take a training step.  `step` counts the steps before this call, `seed`
+    seeds the dropout masks, W holds row weights (or is empty).  Each batch's mean loss
+    goes to losses[b]; metric sums are added into stats.  Returns sum of loss * rows."""
     rows, d = X.shape
-    total = 0.0{seeding}
-    for b in range(first, last):
+    cap = arena.size // ARENA_WIDTH
+    total = 0.0
+    for b in range(first, last):{seeding}
         start = b * batch_size
         n = min(batch_size, rows - start)
         x = xbuf[:n * d].reshape((n, d))
         y = {ty}
+        w = wbuf[:n] if W.size > 0 else W
         for r in range(n):
             src = order[start + r]
             for c in range(d):
                 x[r, c] = X[src, c]
             {gather}
-        total += n * train_step(params, grads, state, arena, x, y, lr, step + b - first + 1)
+            if W.size > 0:
+                w[r] = W[src]
+        t = step + b - first + 1
+        value = train_step(params, grads, state, arena, x, y, w, {lr}, t)
+        losses[b] = value
+        total += n * value
+        batch_stats({z}, y, stats)
     return total'''.strip("\n"))
 
 
@@ -478,10 +524,11 @@ class CpuBackend:
         a1, a2 = t(np.zeros(1, self.dtype)), t(np.zeros((1, 1), self.dtype))
         idx = t(np.zeros(1, np.int64))
         Y, ybuf = (idx, idx) if labels else (a2, a1)
-        self.train_epoch.compile((a1, a1, a1, a1, a2, Y, idx, i64, i64, i64, real, i64, i64,
-                                  a1, ybuf))
+        f64 = t(np.zeros(1))
+        self.train_epoch.compile((a1, a1, a1, a1, a2, Y, a1, idx, i64, i64, i64, real, i64, i64,
+                                  a1, ybuf, a1, f64, f64))
         self.predict.compile((a1, a1, a2, a2))
-        self.evaluate.compile((a1, a1, a2, Y))
+        self.evaluate.compile((a1, a1, a2, Y, f64))
 
     @staticmethod
     def to_device(host: np.ndarray) -> np.ndarray:
