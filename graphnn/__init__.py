@@ -14,6 +14,7 @@ from .ops.dropout import Dropout
 from .ops.merge import Add, Concatenate
 from .ops.softmax import Softmax
 from .optim import SGD, Adam, AdamW, Optimizer, RMSprop
+from .threads import get_num_threads, set_num_threads
 from .train import DivergenceError, History
 
 __version__ = "0.1.0"
@@ -21,5 +22,6 @@ __version__ = "0.1.0"
 __all__ = [
     "Input", "Model", "Node", "Sequential", "CompiledModel", "Dense", "Dropout", "ReLU", "LeakyReLU",
     "Sigmoid", "Tanh", "Softplus", "GELU", "Linear", "Softmax", "Add", "Concatenate",
-    "SGD", "Adam", "AdamW", "RMSprop", "Optimizer", "History", "DivergenceError", "load", "CheckpointError", "__version__",
+    "SGD", "Adam", "AdamW", "RMSprop", "Optimizer", "History", "DivergenceError", "load", "CheckpointError",
+    "set_num_threads", "get_num_threads", "__version__",
 ]

@@ -82,3 +82,32 @@ def test_steps_allocate_nothing():
     """)
     one, ten = map(int, _run(code, NUMBA_NRT_STATS="1").split())
     assert ten == one        # 9 more steps allocated nothing more (the rest is argument unboxing)
+
+
+def test_float32_tanh_is_accurate():
+    """The float32 kernels use a rational tanh (vectorisable); it must stay within float32
+    rounding of the exact function: 4e-7 absolute, 1e-6 relative near zero."""
+    x = gn.Input(1)
+    out = gn.Tanh()(gn.Dense(1, use_bias=False, kernel_init="ones")(x))
+    net = gn.Model(x, out).compile(loss="mse")
+    xs = np.concatenate([np.linspace(-12, 12, 20001), np.geomspace(1e-8, 1e-1, 200),
+                         -np.geomspace(1e-8, 1e-1, 200)]).astype(np.float32)
+    got = net.predict(xs[:, None])[:, 0].astype(np.float64)
+    exact = np.tanh(xs.astype(np.float64))
+    assert np.abs(got - exact).max() < 4e-7
+    small = np.abs(xs) < 0.1
+    assert (np.abs(got - exact)[small] / np.abs(exact[small])).max() < 1e-6
+    assert "TANH_A13" in net.source()                 # the fast form is the one compiled
+    net64 = gn.Model(x, out).compile(loss="mse", dtype="float64")
+    assert "math.tanh" in net64.source()
+
+
+def test_set_num_threads_sets_both_blas_pools():
+    from graphnn.threads import blas_info
+    before = gn.get_num_threads()
+    try:
+        gn.set_num_threads(1)
+        assert all(i["num_threads"] == 1 for i in blas_info())
+        assert len(blas_info()) >= 1
+    finally:
+        gn.set_num_threads(before)

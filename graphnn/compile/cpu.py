@@ -255,7 +255,7 @@ class CpuModule:
         w(f"real = np.{self.dtype.name}")
         consts = dict(NUMERIC_CONSTANTS)
         for a in self._activations():
-            consts.update(a.constants)
+            consts.update(a.forward_for(self.dtype.name)[1])
         for k, v in consts.items():
             w(f"{k} = real({v!r})")
         w(f"ARENA_WIDTH = {p.arena_width}")
@@ -288,7 +288,7 @@ class CpuModule:
         w("# " + "-" * 20 + " scalar math: activations and loss (graphnn/ops) " + "-" * 20)
         w()
         for a in self._activations():
-            self._function(a.forward)
+            self._function(a.forward_for(self.dtype.name)[0])
             self._function(a.grad)
         if any(isinstance(s, (ir.Softmax, ir.SoftmaxGrad))
                for s in p.forward + p.train_forward + p.backward):

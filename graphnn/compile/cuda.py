@@ -127,13 +127,19 @@ class CudaModule:
         self.labels = plan.loss.targets == "labels"
         self.ycode = "L" if self.labels else "M"
         self._salt = 0
+        self._acts: set[str] = set()        # activations the kernels call
+        self._text: str | None = None
         for s in plan.forward + plan.train_forward + plan.backward:
             if not isinstance(s, ir.Comment) and type(s) not in _SUPPORTED:
                 raise ValueError(f"the CUDA backend cannot compile the instruction "
                                  f"{type(s).__name__} yet; use device='cpu'")
-        self._text = self._generate()
+        self._host_text = self._host_source()
 
     def source(self) -> str:
+        """The module: device functions, kernels (those of the plan, and any asked for with
+        the ``k_*`` methods before the first call), launch helpers and host functions."""
+        if self._text is None:
+            self._text = self._generate()
         return self._text
 
     @property
@@ -173,9 +179,13 @@ def {name}({", ".join(args)}):
     if i < {args[0]}.shape[0]:
         {call}''', codes)
 
-    def k_matmul(self, s: ir.MatMul, epi: str, act: str = "linear", bias: bool = False) -> str:
-        """The product kernels (big and small tile) for this shape and epilogue; the base name."""
-        shape = ("t" if s.ta else "n") + ("t" if s.tb else "n")
+    def k_matmul(self, ta: bool, tb: bool, epi: str, act: str = "linear",
+                 bias: bool = False) -> str:
+        """The product kernels (big and small tile) of op(a) @ op(b) with this epilogue:
+        "set", "acc", "bias_act" (out = act(. + bias)) or "split" (out = ., y = act(. + bias)).
+        Returns the base name (the kernels are <base>_big and <base>_small)."""
+        self._acts.add(act)
+        shape = ("t" if ta else "n") + ("t" if tb else "n")
         if shape == "tt":
             raise ValueError("the CUDA backend has no a^T @ b^T product")
         suffix = {"set": "", "acc": "_acc"}.get(epi)
@@ -191,7 +201,8 @@ def {name}({", ".join(args)}):
         return base
 
     def k_bias_act(self, act: str, bias: bool) -> str:
-        name = ("bias_" if bias else "") + act
+        self._acts.add(act)
+        name = ("bias_act_" if bias else "act_") + act
         v = "z[i, j]" + (" + b[j]" if bias else "")
         rhs = v if act == "linear" else f"{act}({v})"
         return self._elementwise(name, ["out", "z"] + (["b"] if bias else []),
@@ -202,6 +213,7 @@ def {name}({", ".join(args)}):
         return "gy[i, j]" if act == "linear" else f"gy[i, j] * {act}_grad(x[i, j], y[i, j])"
 
     def k_act_grad(self, act: str, acc: bool) -> str:
+        self._acts.add(act)
         name = f"act_grad_{act}" + ("_acc" if acc else "")
         args = ["gx", "gy"] + ([] if act == "linear" else ["x", "y"])
         return self._elementwise(name, args, "M" * len(args), "gx",
@@ -209,6 +221,7 @@ def {name}({", ".join(args)}):
                                  f"gx {_assign(acc)} gy * {act}'(x, y), elementwise")
 
     def k_act_grad_colsum(self, act: str, acc: bool) -> str:
+        self._acts.add(act)
         name = f"act_grad_{act}" + ("_acc" if acc else "") + "_colsum"
         args = ["gx", "gy"] + ([] if act == "linear" else ["x", "y"]) + ["colsum"]
         return self._add(name, f'''
@@ -296,92 +309,127 @@ out[i, j] = x[i, j] * m''', "mask = scale where uniform(key, i, j) >= rate, else
                              f"gx[i] {_assign(acc)} y[i] * (gy[i] - sum(gy[i] * y[i])), "
                              "a thread per row.")
 
-    def k_loss(self, hits: bool) -> str:
-        """The loss kernel; with ``hits`` it also counts the rows (or elements) it gets right."""
+    def k_loss(self, weighted: bool) -> str:
+        """The loss of a batch, a thread per row: the per-row source writes g = dLoss/dz and
+        returns the row's share of the mean; the same thread adds up the metrics of its row.
+        Each block sums its rows in shared memory and adds them atomically: the loss to
+        out[slot], the correct count to hits[0], squared / absolute errors to errs[0:2]."""
         loss = self.plan.loss
-        if not hits:
-            return self._add("loss", f'''
+        name = "loss_weighted" if weighted else "loss"
+        args = "z, y, g, " + ("w, wsum, " if weighted else "") + "out, slot, hits, errs"
+        values = loss.targets == "values"
+        pred = "sigmoid(z[i, j])" if loss.name == "binary_cross_entropy" else "z[i, j]"
+        L = ["@cuda.jit", f"def {name}({args}):",
+             f'    """Batch loss ({loss.name}), a thread per row: {loss.name}_row writes row i of'
+             ' g = dLoss/dz',
+             "    and returns row i's share of the mean"
+             + (", scaled by c = w[i] * n / sum(w) (g too)" if weighted else "") + ".",
+             "    Metrics of the row: " + ("correct count" if loss.correct else "")
+             + (", " if loss.correct and values else "")
+             + ("squared and absolute error" if values else "") + ("none" if not (
+                 loss.correct or values) else "") + ".",
+             "    Each block sums its rows in shared memory, then adds them atomically to "
+             'out[slot],\n    hits[0] and errs[0:2]."""',
+             "    part = cuda.shared.array(BLOCK, real)"]
+        if loss.correct:
+            L.append("    good = cuda.shared.array(BLOCK, np.int64)")
+        if values:
+            L += ["    sq = cuda.shared.array(BLOCK, real)",
+                  "    ab = cuda.shared.array(BLOCK, real)"]
+        L += ["    t = cuda.threadIdx.x", "    i = cuda.blockIdx.x * cuda.blockDim.x + t",
+              "    n = z.shape[0]", "    v = zero", "    h = 0", "    e2 = zero", "    e1 = zero",
+              "    if i < n:", f"        v = {loss.name}_row(z, y, g, i, n)"]
+        if weighted:
+            L += ["        c = w[i] * real(n) / wsum[0] if wsum[0] > zero else zero",
+                  "        v = c * v", "        for j in range(g.shape[1]):",
+                  "            g[i, j] *= c"]
+        if loss.correct:
+            L.append(f"        h = {loss.name}_row_correct(z, y, i)")
+        if values:
+            L += ["        for j in range(z.shape[1]):", f"            d = {pred} - y[i, j]",
+                  "            e2 += d * d", "            e1 += abs(d)"]
+        L.append("    part[t] = v")
+        if loss.correct:
+            L.append("    good[t] = h")
+        if values:
+            L += ["    sq[t] = e2", "    ab[t] = e1"]
+        L += ["    cuda.syncthreads()", "    if t == 0:", "        s = zero", "        k = 0",
+              "        s2 = zero", "        s1 = zero", "        for r in range(cuda.blockDim.x):",
+              "            s += part[r]"]
+        if loss.correct:
+            L.append("            k += good[r]")
+        if values:
+            L += ["            s2 += sq[r]", "            s1 += ab[r]"]
+        L.append("        cuda.atomic.add(out, slot, s)")
+        if loss.correct:
+            L.append("        cuda.atomic.add(hits, 0, k)")
+        if values:
+            L += ["        cuda.atomic.add(errs, 0, s2)", "        cuda.atomic.add(errs, 1, s1)"]
+        return self._add(name, "\n".join(L),
+                         "M" + self.ycode + "M" + ("VV" if weighted else "") + "VILV")
+
+    def k_wsum(self) -> str:
+        return self._add("wsum", '''
 @cuda.jit
-def loss(z, y, g, total, weight):
-    """A thread per row: {loss.name}_row writes row i of g = dLoss/dz and returns row i's
-    share of the mean loss; the block sums its rows in shared memory and one atomic add
-    puts weight * that sum into total[0]."""
+def wsum(w, out):
+    """out[0] = sum of the batch's row weights w: one block, its partial sums added in
+    shared memory in a fixed order."""
     part = cuda.shared.array(BLOCK, real)
     t = cuda.threadIdx.x
-    i = cuda.blockIdx.x * cuda.blockDim.x + t
-    n = z.shape[0]
-    v = zero
-    if i < n:
-        v = {loss.name}_row(z, y, g, i, n)
-    part[t] = v
+    s = zero
+    for i in range(t, w.shape[0], cuda.blockDim.x):
+        s += w[i]
+    part[t] = s
     cuda.syncthreads()
     if t == 0:
-        s = zero
-        for r in range(cuda.blockDim.x):
+        for r in range(1, cuda.blockDim.x):
             s += part[r]
-        cuda.atomic.add(total, 0, s * weight)''', "M" + self.ycode + "MVR")
-        return self._add("loss_eval", f'''
-@cuda.jit
-def loss_eval(z, y, g, total, hits, weight):
-    """loss(), and the rows (or elements) it gets right added to hits[0]."""
-    part = cuda.shared.array(BLOCK, real)
-    good = cuda.shared.array(BLOCK, np.int64)
-    t = cuda.threadIdx.x
-    i = cuda.blockIdx.x * cuda.blockDim.x + t
-    n = z.shape[0]
-    v = zero
-    h = 0
-    if i < n:
-        v = {loss.name}_row(z, y, g, i, n)
-        h = {loss.name}_row_correct(z, y, i)
-    part[t] = v
-    good[t] = h
-    cuda.syncthreads()
-    if t == 0:
-        s = zero
-        k = 0
-        for r in range(cuda.blockDim.x):
-            s += part[r]
-            k += good[r]
-        cuda.atomic.add(total, 0, s * weight)
-        cuda.atomic.add(hits, 0, k)''', "M" + self.ycode + "MVLR")
+        out[0] = s''', "VV")
 
     def k_update(self) -> str:
         opt = self.optimizer
-        return self._add("update", f'''
+        return self._add("apply_update", f'''
 @cuda.jit
-def update(params, grads, state, lr, step):
+def apply_update(params, grads, state, lr, step):
     """{type(opt).__name__} on the whole flat parameter buffer: a thread per parameter
     (grid-stride)."""
     for i in range(cuda.grid(1), params.size, cuda.gridsize(1)):
         {opt.name}_update(i, params, grads, state, lr, step)''', "VVVRI")
 
-    def k_gather(self) -> str:
+    def k_gather(self, weighted: bool) -> str:
         if self.labels:
             y = "        if j == 0:\n            y[r] = Y[src]"
         else:
             y = "        if j < y.shape[1]:\n            y[r, j] = Y[src, j]"
-        return self._add("gather", f'''
+        if weighted:
+            y += "\n        if j == 0:\n            w[r] = W[src]"
+        name = "gather_weighted" if weighted else "gather"
+        args = "X, Y, W, order, start, x, y, w" if weighted else "X, Y, order, start, x, y"
+        return self._add(name, f'''
 @cuda.jit
-def gather(X, Y, order, start, x, y):
-    """The batch: row r of x (and y) = row order[start + r] of X (and Y); a thread per
-    column, rows over the y threads and the grid."""
+def {name}({args}):
+    """The batch: row r of x (and y{", w" if weighted else ""}) = row order[start + r] of X (and Y{", W" if weighted else ""});
+    a thread per column, rows over the y threads and the grid."""
     j = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
     for r in range(cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y, x.shape[0],
                    cuda.gridDim.y * cuda.blockDim.y):
         src = order[start + r]
         if j < x.shape[1]:
             x[r, j] = X[src, j]
-{y}''', "M" + self.ycode + "LI" + "M" + self.ycode)
+{y}''', "M" + self.ycode + ("V" if weighted else "") + "LI" + "M" + self.ycode
+                         + ("V" if weighted else ""))
 
     def k_clear(self) -> str:
         return self._add("clear", '''
 @cuda.jit
-def clear(total, hits):
-    """total[0] = 0 and hits[0] = 0 (the accumulators of an epoch or an evaluation)."""
+def clear(out, count, hits, errs):
+    """out[:count] = 0, hits[0] = 0, errs[:] = 0: the accumulators of one call."""
+    for i in range(cuda.grid(1), count, cuda.gridsize(1)):
+        out[i] = zero
     if cuda.grid(1) == 0:
-        total[0] = zero
-        hits[0] = 0''', "VL")
+        hits[0] = 0
+        for j in range(errs.shape[0]):
+            errs[j] = zero''', "VILV")
 
     # -- host code ----------------------------------------------------------------------
     def _ref(self, b: ir.Buf) -> str:
@@ -416,12 +464,12 @@ def clear(total, hits):
                     bias = nxt.bias is not None
                     args += [r(nxt.bias)] if bias else []
                     if nxt.out == s.out:
-                        name = self.k_matmul(s, "bias_act", nxt.act, bias)
+                        name = self.k_matmul(s.ta, s.tb, "bias_act", nxt.act, bias)
                     else:
-                        name = self.k_matmul(s, "split", nxt.act, bias)
+                        name = self.k_matmul(s.ta, s.tb, "split", nxt.act, bias)
                         args.append(r(nxt.out))
                 else:
-                    name = self.k_matmul(s, "acc" if s.acc else "set")
+                    name = self.k_matmul(s.ta, s.tb, "acc" if s.acc else "set")
                 w(f'launch_mm("{name}", {rows(s.out)}, {s.out.width})({", ".join(args)})')
             elif isinstance(s, ir.BiasAct):
                 name = self.k_bias_act(s.act, s.bias is not None)
@@ -477,9 +525,11 @@ def clear(total, hits):
             w(f"Fused: the output {p.fused}: training feeds the loss the logits.")
         w("Products: shared-memory tiles of BIG (or SMALL when BIG would leave")
         w("multiprocessors idle); other kernels: BLOCK threads per block.")
-        w("ACC, HITS: one-element device accumulators, SMS: multiprocessors (set at load).")
+        w("Set at load: SMS (multiprocessors); device accumulators HITS (correct count),")
+        w("ERRS (squared, absolute error), WSUM (a batch's total weight); EMPTY (no weights).")
         w('"""')
         w("import math")
+        w("import warnings")
         w("from types import SimpleNamespace as Views")
         w()
         w("import numpy as np")
@@ -500,7 +550,8 @@ def clear(total, hits):
               f"({t.bk} deep, {t.tm}x{t.tn} outputs per thread)")
         w(f"BLOCK = {c.block}")
         w("SMS = 1")
-        w("ACC = HITS = None")
+        w("SIMULATOR = False")
+        w("HITS = ERRS = WSUM = EMPTY = None")
         w()
 
     def _activations(self):
@@ -510,6 +561,7 @@ def clear(total, hits):
             if act:
                 names.add(act)
         names.update(self.plan.loss.needs)
+        names.update(self._acts)
         names.discard("linear")
         return with_dependencies(sorted(n for n in names if n in ACTIVATIONS))
 
@@ -520,10 +572,13 @@ def clear(total, hits):
         w()
         w()
 
-    def _generate(self) -> str:
-        p, loss = self.plan, self.plan.loss
+    def _host_source(self) -> str:
         host = Writer()
         self._host(host)
+        return host.text()
+
+    def _generate(self) -> str:
+        p, loss = self.plan, self.plan.loss
         w = Writer()
         self._header(w)
         w("# " + "-" * 16 + " scalar math (graphnn/ops, graphnn/optim) as device functions "
@@ -532,15 +587,14 @@ def clear(total, hits):
         for a in self._activations():
             self._device(w, a.forward)
             self._device(w, a.grad)
-        if any(isinstance(s, (ir.Softmax, ir.SoftmaxGrad))
-               for s in p.forward + p.train_forward + p.backward):
+        if any(k.startswith("softmax") for k in self.kernels):
             for src in SOFTMAX_SOURCE:
                 self._device(w, src)
         self._device(w, loss.source)
         if loss.correct:
             self._device(w, loss.correct)
         self._device(w, self.optimizer.source())
-        if p.dropout:
+        if "dropout" in self.kernels:
             self._device(w, UNIFORM_SOURCE)
         w("# " + "-" * 36 + " kernels " + "-" * 36)
         w()
@@ -555,7 +609,7 @@ def clear(total, hits):
             w(line)
         w()
         w()
-        return w.text() + host.text()
+        return w.text() + self._host_text
 
     def _host(self, w: Writer):
         p, loss = self.plan, self.plan.loss
@@ -601,16 +655,18 @@ def clear(total, hits):
         w("_batches = {}")
         w()
         w()
-        with w.block("def batch(xbuf, ybuf, n, d):"):
-            w('"""The batch buffers as an (n, d) input and n targets (made once per n)."""')
-            w("key = (id(xbuf), id(ybuf), n)")
+        with w.block("def batch(xbuf, ybuf, wbuf, n, d):"):
+            w('"""The batch buffers as an (n, d) input, n targets and n weights (or the empty')
+            w('wbuf), made once per n."""')
+            w("key = (id(xbuf), id(ybuf), id(wbuf), n)")
             w("hit = _batches.get(key)")
-            with w.block("if hit is None or hit[0] is not xbuf or hit[1] is not ybuf:"):
-                w("for old in [k for k, e in _batches.items() if e[0] is not xbuf or e[1] is not ybuf]:")
+            with w.block("if hit is None or hit[0] is not xbuf or hit[1] is not ybuf or hit[2] is not wbuf:"):
+                w("for old in [k for k, e in _batches.items() if e[0] is not xbuf]:")
                 w("    del _batches[old]")
                 ty = "ybuf[:n]" if self.labels else f"ybuf[:n * {k}].reshape(n, {k})"
-                w(f"hit = _batches[key] = (xbuf, ybuf, xbuf[:n * d].reshape(n, d), {ty})")
-            w("return hit[2], hit[3]")
+                w(f"hit = _batches[key] = (xbuf, ybuf, wbuf, xbuf[:n * d].reshape(n, d), {ty},")
+                w("                       wbuf[:n] if wbuf.size else wbuf)")
+            w("return hit[3], hit[4], hit[5]")
         w()
         w()
         # -- forward / backward
@@ -641,80 +697,130 @@ def clear(total, hits):
         w()
         w()
         dz = f"v.{p.dlogits.name}"
-        lname = self.k_loss(False)
-        ename = self.k_loss(True) if loss.correct else None
+        self.k_loss(False)
+        self.k_loss(True)
+        self.k_wsum()
         self.k_update()
-        self.k_gather()
+        self.k_gather(False)
+        self.k_gather(True)
         self.k_clear()
         self.k_copy(False)
+        cols = "d" if self.labels else f"max(d, {k})"
+        schedule = self.optimizer.schedule
         w("# " + "-" * 30 + " loss, update, step " + "-" * 30)
         w()
-        with w.block("def update(params, grads, state, lr, step):"):
-            w(f'"""{type(self.optimizer).__name__} on the whole flat parameter buffer '
-              f'(one launch)."""')
-            w('launch_flat("update", params.size)(params, grads, state, real(lr), step)')
+        if schedule.per_step:
+            w("# the learning-rate schedule (graphnn/schedules), run on the host: one value per step")
+            for line in schedule.source().strip("\n").splitlines():
+                w(line)
+            w()
+            w()
+        w(f"""
+def batch_loss(v, z, y, w, out, slot):
+    \"\"\"The loss of the batch (z, y) (weighted by w unless w is empty): its mean added to
+    out[slot], dLoss/dz into {p.dlogits.name}, metrics into HITS and ERRS.\"\"\"
+    n = z.shape[0]
+    if w.size == 0:
+        launch_rows("loss", n)(z, y, {dz}, out, slot, HITS, ERRS)
+    else:
+        launch_one("wsum", n)(w, WSUM)
+        launch_rows("loss_weighted", n)(z, y, {dz}, w, WSUM, out, slot, HITS, ERRS)
+
+
+def update(params, grads, state, lr, step):
+    \"\"\"{type(self.optimizer).__name__} on the whole flat parameter buffer (one launch).\"\"\"
+    launch_flat("apply_update", params.size)(params, grads, state, real(lr), step)
+
+
+def train_step(v, x, y, w, state, lr, step, key, out, slot):
+    \"\"\"One step on the batch (x, y, w): forward, loss (its mean into out[slot]), backward,
+    update.  Nothing comes back to the host.\"\"\"
+    z = forward_logits(v, x, True, key)
+    batch_loss(v, z, y, w, out, slot)
+    backward(v, x)
+    update(v.params, v.grads, state, lr, step)
+
+
+def loss_and_grads(params, grads, arena, x, y, w):
+    \"\"\"Mean {loss.name} loss over the rows of x (weighted by w if not empty; copied back),
+    and its gradient in grads.\"\"\"
+    global _key
+    v = bind(params, grads, arena, x.shape[0])
+    out = results(1)
+    _key = (_key + 7919) % 2 ** 31
+    z = forward_logits(v, x, True, _key)
+    batch_loss(v, z, y, w, out, 0)
+    backward(v, x)
+    return float(out.copy_to_host()[0])
+
+
+_key = 0
+_out = None
+
+
+def results(count):
+    \"\"\"A device vector for `count` per-batch losses, zeroed, with HITS and ERRS.\"\"\"
+    global _out
+    if _out is None or _out.size < count:
+        _out = cuda.device_array(max(count, 64), real)
+    launch_flat("clear", count)(_out, count, HITS, ERRS)
+    return _out
+
+
+def add_stats(stats):
+    \"\"\"stats += [correct, squared error, absolute error] from the device (two copies).\"\"\"
+    errs = ERRS.copy_to_host()
+    stats[0] += HITS.copy_to_host()[0]
+    stats[1] += errs[0]
+    stats[2] += errs[1]""".strip("\n"))
         w()
-        w()
-        with w.block("def train_step(v, x, y, state, lr, step, key):"):
-            w('"""One step on the batch (x, y): forward, loss (its mean times n added to ACC),')
-            w('backward, update.  Nothing comes back to the host."""')
-            w("n = x.shape[0]")
-            w("z = forward_logits(v, x, True, key)")
-            w(f'launch_rows("{lname}", n)(z, y, {dz}, ACC, real(n))')
-            w("backward(v, x)")
-            w("update(v.params, v.grads, state, lr, step)")
         w()
         w()
         self.launches["train_step"] = (self.launches["forward_logits"] + 1
                                        + self.launches["backward"] + 1)
-        with w.block("def loss_and_grads(params, grads, arena, x, y):"):
-            w(f'"""Mean {loss.name} loss over the rows of x (copied back), and its gradient in '
-              'grads."""')
-            w("global _key")
-            w("n = x.shape[0]")
-            w("v = bind(params, grads, arena, n)")
-            w('launch_flat("clear", 1)(ACC, HITS)')
-            w("_key = (_key + 7919) % 2 ** 31")
-            w("z = forward_logits(v, x, True, _key)")
-            w(f'launch_rows("{lname}", n)(z, y, {dz}, ACC, one)')
-            w("backward(v, x)")
-            w("return float(ACC.copy_to_host()[0])")
-        w()
-        w()
-        w("_key = 0")
-        w()
-        w()
         w("# " + "-" * 30 + " loops over the data " + "-" * 30)
         w()
-        cols = "d" if self.labels else f"max(d, {k})"
-        w(f'''
-def dropout_key(seed, step):
-    """The dropout seed of one step (each dropout adds its own number to it)."""
-    return (seed * 1000003 + step * 7919) % 2 ** 31
-
-
-def train_epoch(params, grads, state, arena, X, Y, order, first, last, batch_size, lr, step,
-                seed, xbuf, ybuf):
-    """Batches first..last-1 of an epoch: gather each batch's rows (in the shuffled order)
-    on the device and take a training step; `step` counts steps before this call, `seed`
-    seeds the dropout masks.  Returns the sum over batches of loss * rows: the only copy
-    to the host."""
+        lr = "real(schedule_lr(s))" if schedule.per_step else "lr"
+        w(f"""
+def train_epoch(params, grads, state, arena, X, Y, W, order, first, last, batch_size, lr, step,
+                seed, xbuf, ybuf, wbuf, losses, stats):
+    \"\"\"Batches first..last-1 of an epoch: gather each batch's rows (in the shuffled order,
+    with their weights if W is not empty) on the device and take a training step.  `step`
+    counts the steps before this call, `seed` seeds the dropout masks.  The per-batch
+    mean losses (into the host array losses[first:last]) and the metric sums (added to
+    the host array stats) come back once, at the end.  Returns sum of loss * rows.\"\"\"
     rows, d = X.shape
+    count = last - first
+    out = results(count)
     lr = real(lr)
-    launch_flat("clear", 1)(ACC, HITS)
+    weighted = W.size > 0
     for b in range(first, last):
         start = b * batch_size
         n = min(batch_size, rows - start)
         v = bind(params, grads, arena, n)
-        x, y = batch(xbuf, ybuf, n, d)
-        launch_ew("gather", n, {cols})(X, Y, order, start, x, y)
+        x, y, w = batch(xbuf, ybuf, wbuf, n, d)
+        if weighted:
+            launch_ew("gather_weighted", n, {cols})(X, Y, W, order, start, x, y, w)
+        else:
+            launch_ew("gather", n, {cols})(X, Y, order, start, x, y)
         s = step + b - first + 1
-        train_step(v, x, y, state, lr, s, dropout_key(seed, s))
-    return float(ACC.copy_to_host()[0])
+        train_step(v, x, y, w, state, {lr}, s, dropout_key(seed, b), out, b - first)
+    means = out.copy_to_host()[:count].astype(np.float64)
+    losses[first:last] = means
+    add_stats(stats)
+    total = 0.0
+    for b in range(first, last):
+        total += min(batch_size, rows - b * batch_size) * means[b - first]
+    return total
+
+
+def dropout_key(seed, b):
+    \"\"\"The dropout seed of batch b (each dropout adds its own number to it).\"\"\"
+    return (seed * 1000003 + b * 7919) % 2 ** 31
 
 
 def predict(params, arena, X, out):
-    """forward() over all rows of X, cap rows at a time, each chunk copied into out."""
+    \"\"\"forward() over all rows of X, cap rows at a time, each chunk copied into out.\"\"\"
     cap = arena.size // ARENA_WIDTH
     rows = X.shape[0]
     for start in range(0, rows, cap):
@@ -722,26 +828,27 @@ def predict(params, arena, X, out):
         v = bind(params, None, arena, stop - start)
         y = forward(v, X[start:stop])
         launch_ew("copy", stop - start, {p.output.width})(out[start:stop], y, 0)
-'''.strip("\n"))
-        w()
-        w()
-        count = (f'launch_rows("{ename}", n)(z, y, {dz}, ACC, HITS, real(n))' if ename else
-                 f'launch_rows("{lname}", n)(z, y, {dz}, ACC, real(n))')
-        w(f'''
-def evaluate(params, arena, X, Y):
-    """Summed loss (each chunk's mean times its rows) and correct count over all rows of X."""
+
+
+def evaluate(params, arena, X, Y, stats):
+    \"\"\"Summed loss (each chunk's mean times its rows) over all rows of X, no dropout; the
+    metric sums are added to the host array stats.\"\"\"
     cap = arena.size // ARENA_WIDTH
     rows = X.shape[0]
-    launch_flat("clear", 1)(ACC, HITS)
-    for start in range(0, rows, cap):
+    chunks = -(-rows // cap)
+    out = results(chunks)
+    for c in range(chunks):
+        start = c * cap
         stop = min(start + cap, rows)
-        n = stop - start
-        v = bind(params, None, arena, n)
+        v = bind(params, None, arena, stop - start)
         z = forward_logits(v, X[start:stop], False, 0)
-        y = Y[start:stop]
-        {count}
-    return float(ACC.copy_to_host()[0]), int(HITS.copy_to_host()[0])
-'''.strip("\n"))
+        batch_loss(v, z, Y[start:stop], EMPTY, out, c)
+    means = out.copy_to_host()[:chunks].astype(np.float64)
+    add_stats(stats)
+    total = 0.0
+    for c in range(chunks):
+        total += (min(rows, (c + 1) * cap) - c * cap) * means[c]
+    return total""".strip("\n"))
 
     def _pass(self, w: Writer, name, args, steps, result: ir.Buf, doc: str):
         with w.block(f"def {name}({args}):"):
@@ -783,6 +890,16 @@ LAUNCH_SOURCE = '''
 _launch = {}
 
 
+def _configure(kernel, grid, block):
+    """kernel[grid, block], made once per shape (quietly: small grids are expected here).
+    The simulator's kernels hold a single configuration, so there it is set per launch."""
+    if SIMULATOR:
+        return lambda *args: kernel[grid, block](*args)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Grid size")
+        return kernel[grid, block]
+
+
 def _pow2(k):
     return 1 << max(0, (k - 1).bit_length())
 
@@ -798,7 +915,8 @@ def launch_mm(name, M, N):
         if -(-M // bm) * -(-N // bn) < SMS:
             bm, bn, tx, ty = SMALL
             size = "small"
-        k = _launch[key] = globals()[f"{name}_{size}"][(-(-N // bn), -(-M // bm)), (tx, ty)]
+        k = _launch[key] = _configure(globals()[f"{name}_{size}"],
+                                      (-(-N // bn), -(-M // bm)), (tx, ty))
     return k
 
 
@@ -810,7 +928,8 @@ def launch_ew(name, n, w):
     if k is None:
         bx = min(32, BLOCK, _pow2(w))
         by = BLOCK // bx
-        k = _launch[key] = globals()[name][(-(-w // bx), min(-(-n // by), 65535)), (bx, by)]
+        k = _launch[key] = _configure(globals()[name], (-(-w // bx), min(-(-n // by), 65535)),
+                                      (bx, by))
     return k
 
 
@@ -822,7 +941,7 @@ def launch_cols(name, n, w):
     if k is None:
         bx = min(32, BLOCK, _pow2(w))
         by = min(BLOCK // bx, _pow2(n))
-        k = _launch[key] = globals()[name][(-(-w // bx), 1), (bx, by)]
+        k = _launch[key] = _configure(globals()[name], (-(-w // bx), 1), (bx, by))
     return k
 
 
@@ -832,7 +951,16 @@ def launch_rows(name, n):
     k = _launch.get(key)
     if k is None:
         b = min(BLOCK, _pow2(n))
-        k = _launch[key] = globals()[name][-(-n // b), b]
+        k = _launch[key] = _configure(globals()[name], -(-n // b), b)
+    return k
+
+
+def launch_one(name, size):
+    """One block (a reduction over `size` elements)."""
+    key = (name, size, "one")
+    k = _launch.get(key)
+    if k is None:
+        k = _launch[key] = _configure(globals()[name], 1, min(BLOCK, _pow2(size)))
     return k
 
 
@@ -843,7 +971,7 @@ def launch_flat(name, size):
     k = _launch.get(key)
     if k is None:
         b = min(BLOCK, _pow2(size))
-        k = _launch[key] = globals()[name][min(-(-size // b), 32 * SMS), b]
+        k = _launch[key] = _configure(globals()[name], min(-(-size // b), 32 * SMS), b)
     return k'''
 
 
@@ -1002,21 +1130,16 @@ class CudaBackend:
         self.launches = dict(module.launches)
         ns = load(self.source, plan.model.name)
         cuda = self._cuda
+        ns["SIMULATOR"] = self.simulator
         if not self.simulator:
             ns["SMS"] = int(cuda.get_current_device().MULTIPROCESSOR_COUNT)
-        ns["ACC"] = cuda.device_array(1, self.dtype)
         ns["HITS"] = cuda.device_array(1, np.int64)
+        ns["ERRS"] = cuda.device_array(2, self.dtype)
+        ns["WSUM"] = cuda.device_array(1, self.dtype)
+        ns["EMPTY"] = cuda.to_device(np.zeros(0, self.dtype))
         self.kernels = ns
-        for name in ("predict", "evaluate", "loss_and_grads", "update"):
+        for name in ("train_epoch", "predict", "evaluate", "loss_and_grads", "update"):
             setattr(self, name, ns[name])
-
-    def train_epoch(self, params, grads, state, arena, X, Y, order, first, last, batch_size,
-                    lr, step, *rest):
-        """(..., step, seed, xbuf, ybuf) or (..., step, xbuf, ybuf): the loss sum over batches."""
-        seed, xbuf, ybuf = rest if len(rest) == 3 else (0, *rest)
-        return self.kernels["train_epoch"](params, grads, state, arena, X, Y, order, int(first),
-                                           int(last), int(batch_size), lr, int(step), int(seed),
-                                           xbuf, ybuf)
 
     def compile(self, labels: bool):
         """Compile every kernel now, for the argument types the launches pass (on a GPU;

