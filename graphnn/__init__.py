@@ -6,6 +6,7 @@
     net.fit(X, y, epochs=20, batch_size=32)
 """
 from .io import CheckpointError, load
+from . import callbacks, schedules
 from .graph import Input, Model, Node, Sequential
 from .model import CompiledModel
 from .ops.activations import GELU, LeakyReLU, Linear, ReLU, Sigmoid, Softplus, Tanh
@@ -23,5 +24,5 @@ __all__ = [
     "Input", "Model", "Node", "Sequential", "CompiledModel", "Dense", "Dropout", "ReLU", "LeakyReLU",
     "Sigmoid", "Tanh", "Softplus", "GELU", "Linear", "Softmax", "Add", "Concatenate",
     "SGD", "Adam", "AdamW", "RMSprop", "Optimizer", "History", "DivergenceError", "load", "CheckpointError",
-    "set_num_threads", "get_num_threads", "__version__",
+    "set_num_threads", "get_num_threads", "callbacks", "schedules", "__version__",
 ]
