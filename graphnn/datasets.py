@@ -285,7 +285,7 @@ def read_npz(path: PathLike, x_key: str = "X", y_key: str | None = "y"
         raise DataFormatError(f"{name!r} is not an .npz archive: wrong magic number "
                               f"(expected a zip file, 0x504b0304, found 0x{found})")
     try:
-        with np.load(p, allow_pickle=False) as archive:
+        with open(p, "rb") as fh, np.load(fh, allow_pickle=False) as archive:
             keys = list(archive.files)
             wanted = [k for k in (x_key, y_key) if k is not None]
             for k in wanted:
