@@ -20,32 +20,35 @@ Kernels
     for both: a column strip per block, summed in shared memory in a fixed order, so
     training is deterministic (no float atomics anywhere but the reported loss).
   * per row (softmax, softmax gradient, loss): a thread per row running the shared
-    per-row sources; the loss is summed per block and added to one device scalar.
+    per-row sources; the loss (and the metrics) are summed per block in shared memory
+    and added atomically to the batch's slot of a device vector.
   * the optimizer: one launch over the flat parameter buffer.
   * the mini-batch gather from the device-resident X and Y through ``order``.
 
-Nothing is copied between host and device during an epoch: ``train_epoch`` launches
-every step's kernels and copies the summed loss back once at the end.
+Nothing is copied between host and device during an epoch: ``train_epoch`` gathers,
+steps and updates on the device and copies the per-batch losses and the metric sums
+back once, at the end.  Each launch is configured once per shape (``launch_*``), each
+buffer view made once per batch size (``bind``).
 
 ``numba.cuda`` is imported only when a ``CudaBackend`` is made (and by the generated
 module), never by ``import graphnn``.  Under Numba's CUDA simulator
 (``NUMBA_ENABLE_CUDASIM=1`` set before ``numba.cuda`` is first imported) it runs
-without a GPU; set ``CONFIG`` to small tiles there (the simulator runs every thread
-in Python).
+without a GPU, with the small tiles of ``SIMULATOR_CONFIG`` unless ``CONFIG`` was set
+(the simulator runs every thread in Python).
 """
 from __future__ import annotations
 
 import importlib.util
 import linecache
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from .. import ir
 from ..ops.activations import ACTIVATIONS, with_dependencies
 from ..ops.softmax import SOFTMAX_SOURCE
-from .cpu import NUMERIC_CONSTANTS, Writer, _buffers_of
+from .cpu import NUMERIC_CONSTANTS, Writer
 from .plan import Plan
 
 INSTALL_HINT = "pip install graphnn[cuda]"
@@ -95,10 +98,12 @@ class Config:
         return self
 
 
-CONFIG = Config()        # tests under the simulator replace this with tiny tiles
+CONFIG = Config()
+# under the simulator, when CONFIG is left as it is: few threads per block
+SIMULATOR_CONFIG = Config(big=Tile(8, 8, 8, 2, 2), small=Tile(4, 4, 4, 1, 1), block=32)
 
 
-# -- argument types (for compile() and compile_ptx) -----------------------------------------
+# -- argument types (for precompile() and compile_ptx) -----------------------------------------
 # M: real matrix (C order), V: real vector, R: real scalar, I: int64 scalar, L: int64 vector
 def numba_types(codes, dtype) -> tuple:
     import numba
@@ -916,7 +921,7 @@ def launch_mm(name, M, N):
             bm, bn, tx, ty = SMALL
             size = "small"
         k = _launch[key] = _configure(globals()[f"{name}_{size}"],
-                                      (-(-N // bn), -(-M // bm)), (tx, ty))
+                                      (-(-M // bm), -(-N // bn)), (tx, ty))
     return k
 
 
@@ -1002,8 +1007,8 @@ def _matmul_source(name, shape, tile: Tile, epi, act, bias) -> str:
     L.append("    tx = cuda.threadIdx.x")
     L.append("    ty = cuda.threadIdx.y")
     L.append(f"    t = ty * {rx} + tx")
-    L.append(f"    m0 = cuda.blockIdx.y * {bm}")
-    L.append(f"    n0 = cuda.blockIdx.x * {bn}")
+    L.append(f"    m0 = cuda.blockIdx.x * {bm}      # rows on the grid's x: up to 2^31 - 1 blocks")
+    L.append(f"    n0 = cuda.blockIdx.y * {bn}")
     for i in range(tm):
         L.append("    " + " = ".join(f"c{i}_{j}" for j in range(tn)) + " = zero")
     L.append(f"    for k0 in range(0, K, {bk}):")
@@ -1123,7 +1128,8 @@ class CudaBackend:
     def __init__(self, plan: Plan, optimizer, dtype):
         self.dtype = np.dtype(dtype)
         self._cuda, self.simulator = import_cuda()
-        module = CudaModule(plan, optimizer, self.dtype, CONFIG)
+        config = SIMULATOR_CONFIG if self.simulator and CONFIG == Config() else CONFIG
+        module = CudaModule(plan, optimizer, self.dtype, config)
         self.module = module
         self.source = module.source()
         self.launches_per_step = module.launches_per_step
@@ -1142,8 +1148,12 @@ class CudaBackend:
             setattr(self, name, ns[name])
 
     def compile(self, labels: bool):
-        """Compile every kernel now, for the argument types the launches pass (on a GPU;
-        the simulator has nothing to compile)."""
+        """Nothing to do now: each kernel is compiled by numba-cuda at its first launch, for
+        exactly the argument types it gets (``precompile()`` compiles them all at once)."""
+
+    def precompile(self):
+        """Compile every kernel of the module now (both tiles of every product), for the
+        argument types the launches pass; a no-op under the simulator."""
         if self.simulator:
             return
         for name in self.module.kernels:

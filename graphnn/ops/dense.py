@@ -73,6 +73,10 @@ class Dense(Node):
                 steps.append(ir.BiasAct(z, z, b, "linear", note="z += b"))
             steps.append(ir.Softmax(y, z, note="y = softmax(z) over each row"))
         elif b is not None or act != "linear" or y is not z:
+            if b is not None and y is not z:
+                # the backward pass reads act'(z): keep z = x @ W + b, not just x @ W
+                steps.append(ir.BiasAct(z, z, b, "linear", note="z += b"))
+                b = None
             what = "z + b" if b is not None else "z"
             steps.append(ir.BiasAct(y, z, b, act,
                                     note=f"y = {what}" if act == "linear" else f"y = {act}({what})"))

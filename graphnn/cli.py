@@ -1,0 +1,644 @@
+"""The ``graphnn`` command line.
+
+    graphnn train [RUN.toml] [--set key=value ...] [--out DIR]
+    graphnn eval CHECKPOINT --data RUN.toml|FILE
+    graphnn predict CHECKPOINT INPUT.npy|INPUT.csv [--out preds.npy]
+    graphnn info
+    graphnn source RUN.toml          graphnn summary RUN.toml
+    graphnn bench [args]             (benchmarks/compare.py of a source checkout)
+
+Exit status: 0 success, 1 training failed (the loss diverged), 2 a usage, run-file or
+data error (reported in one message, never a traceback), 130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import platform
+import statistics
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from .runfile import RunFileError, load_run
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+PREPROCESS_FILE = "preprocess.npz"
+
+
+class UsageError(Exception):
+    """A user error outside run files (bad arguments, unreadable inputs): exit status 2."""
+
+
+def _err(message: str) -> None:
+    print(f"graphnn: error: {message}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------
+# train
+# ---------------------------------------------------------------------------------------
+
+def _recorder():
+    from .callbacks import Callback
+
+    class Recorder(Callback):
+        """Every epoch's logs and wall time, kept even when fit raises."""
+
+        def on_train_begin(self, logs=None):
+            self.logs, self.seconds, self._t0 = [], [], None
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._t0 = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs):
+            self.seconds.append(time.perf_counter() - (self._t0 or time.perf_counter()))
+            self.logs.append(dict(logs))
+
+        def history(self) -> dict:
+            out: dict = {}
+            for logs in self.logs:
+                for k, v in logs.items():
+                    out.setdefault(k, []).append(v)
+            return out
+
+    rec = Recorder()
+    rec.on_train_begin()
+    return rec
+
+
+def _out_dir(name: str, out: str | None) -> Path:
+    if out:
+        path = Path(out)
+        if path.exists() and not path.is_dir():
+            raise UsageError(f"--out {out!r} exists and is not a folder")
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = Path("runs") / f"{name}-{stamp}"
+    n = 1
+    while path.exists():
+        n += 1
+        path = Path("runs") / f"{name}-{stamp}-{n}"
+    path.mkdir(parents=True)
+    return path
+
+
+def _num(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}" if 1e-3 <= abs(v) < 1e5 or v == 0 else f"{v:.4g}"
+    return str(v)
+
+
+def _seconds(s: float) -> str:
+    if s < 1e-3:
+        return f"{s * 1e6:.0f} µs"
+    if s < 1:
+        return f"{s * 1e3:.2f} ms"
+    return f"{s:.2f} s"
+
+
+def _table(rows: list[tuple[str, str]]) -> str:
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"  {k.ljust(width)}  {v}" for k, v in rows)
+
+
+def _describe_data(run, data) -> str:
+    d = run["data"]
+    test = f", {len(data.X_test):,} test rows" if data.X_test is not None else ", no test set"
+    std = ", standardized" if data.standardizer is not None else ""
+    return (f"data: {d['source']}, {len(data.X_train):,} training rows{test}, "
+            f"{data.in_dim} feature{'s' if data.in_dim != 1 else ''}{std}")
+
+
+def cmd_train(args) -> int:
+    import graphnn as gn
+    run = load_run(args.run, args.set)
+    verbose = run["verbose"]
+    label = f"run file {args.run}" if args.run else "the built-in run"
+    print(f"graphnn {gn.__version__}: training {run.name!r} ({label})", flush=True)
+    data = run.load_data()
+    run.fill_from_data(data)
+    print(_describe_data(run, data), flush=True)
+    if run["threads"]:
+        gn.set_num_threads(run["threads"])
+    try:
+        net = run.compile(data.in_dim)
+    except (ValueError, ImportError) as e:
+        raise UsageError(f"cannot build the model of {label}: {e}") from None
+    if verbose:
+        print(net.summary())
+    print(f"compiled in {net.compile_seconds:.2f} s", flush=True)
+
+    out = _out_dir(run.name, args.out)
+    run_toml = out / "run.toml"
+    run_toml.write_text(run.dumps())
+    if data.standardizer is not None:
+        np.savez(out / PREPROCESS_FILE, mean=data.standardizer.mean_,
+                 scale=data.standardizer.scale_)
+    rec = _recorder()
+    callbacks = run.build_callbacks(out) + [rec]
+    failure = None
+    t0 = time.perf_counter()
+    try:
+        net.fit(data.X_train, data.y_train, callbacks=callbacks, **run.fit_args(data))
+    except gn.DivergenceError as e:
+        failure = e
+    except ValueError as e:
+        if rec.logs:                     # a callback or schedule failing mid-run
+            raise UsageError(f"training stopped after epoch {len(rec.logs)} of {label}: "
+                             f"{e}") from None
+        raise UsageError(f"the data does not fit the model of {label}: {e}") from None
+    fit_seconds = time.perf_counter() - t0
+
+    checkpoint = out / "model.gnn"
+    net.save(checkpoint)
+    history = rec.history()
+    test = None
+    if data.X_test is not None and failure is None:
+        test = net.evaluate(data.X_test, data.y_test)
+
+    plots, plot_note = [], ""
+    if history:
+        from .plots import PlotsUnavailable, plot_history
+        try:
+            plots = plot_history(history, out)
+        except PlotsUnavailable as e:
+            plot_note = e.message
+    epochs = len(rec.logs)
+    rows = [("epochs", f"{epochs} of {run['epochs']}"
+             + (" (stopped early)" if epochs < run["epochs"] and failure is None else ""))]
+    if rec.logs:
+        last = rec.logs[-1]
+        for k, v in last.items():
+            if k.startswith("val_"):
+                continue
+            rows.append((f"final {k}", _num(v)))
+        for k, v in last.items():
+            if k.startswith("val_"):
+                rows.append((f"final {k}", _num(v)))
+    if test:
+        for k, v in test.items():
+            rows.append((f"test {k}", _num(v)))
+    stopper = next((cb for cb in callbacks if type(cb).__name__ == "EarlyStopping"), None)
+    if stopper is not None and stopper.best_epoch is not None:
+        restored = (f"; weights of epoch {stopper.best_epoch + 1} restored"
+                    if stopper.restore_best else "")
+        rows.append(("best epoch", f"{stopper.best_epoch + 1} ({stopper.monitor} "
+                                   f"{_num(stopper.best)}){restored}"))
+    if rec.seconds:
+        per = sum(rec.seconds) / len(rec.seconds)
+        trained = len(data.X_train)
+        if run["validation"]["split"]:
+            trained -= int(round(trained * run["validation"]["split"]))
+        median = statistics.median(rec.seconds)
+        spread = (f"mean {_seconds(per)}, median {_seconds(median)}"
+                  if len(rec.seconds) > 2 and abs(per - median) > 0.2 * median
+                  else _seconds(per))
+        rows.append(("time per epoch", f"{spread} ({trained:,} rows, "
+                                       f"batch {run['batch_size']})"))
+    rows.append(("training time", _seconds(fit_seconds)))
+    rows.append(("compile", f"{net.compile_seconds:.2f} s"))
+    rows.append(("checkpoint", str(checkpoint)))
+    c = run["callbacks"]
+    if c["csv"]:
+        rows.append(("metrics", str(out / c["csv"]["path"])))
+    if c["checkpoint"]:
+        saved = getattr(next((cb for cb in callbacks
+                              if type(cb).__name__ == "ModelCheckpoint"), None), "saved", [])
+        rows.append(("best checkpoint", str(saved[-1]) if saved else "none saved"))
+    rows.append(("run file", str(run_toml)))
+    if plots:
+        rows.append(("plots", ", ".join(str(p) for p in plots)))
+    elif plot_note:
+        rows.append(("plots", plot_note))
+    if failure is not None:
+        print(f"\ntraining failed: {failure}", file=sys.stderr)
+        print(f"The last good parameters were saved. Outputs in {out}:")
+    else:
+        print(f"\nrun {run.name!r} done, outputs in {out}:")
+    print(_table(rows), flush=True)
+    return EXIT_FAILED if failure is not None else EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------
+# eval and predict
+# ---------------------------------------------------------------------------------------
+
+def _load_checkpoint(path: str):
+    import graphnn as gn
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"no such checkpoint: {path!r}")
+    try:
+        return gn.load(p)
+    except (gn.CheckpointError, ValueError, OSError) as e:
+        raise UsageError(f"cannot load checkpoint {path!r}: {e}") from None
+
+
+def _preprocess(checkpoint: str, X, raw: bool):
+    """Apply the training run's standardization (preprocess.npz beside the checkpoint)."""
+    f = Path(checkpoint).parent / PREPROCESS_FILE
+    if raw or not f.is_file():
+        return X, None
+    with np.load(f) as z:
+        mean, scale = z["mean"], z["scale"]
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2 or X.shape[1] != mean.shape[0]:
+        raise UsageError(f"the input has shape {X.shape}, but {f} standardizes "
+                         f"{mean.shape[0]} features")
+    return (X - mean) / scale, f
+
+
+def _read_table(path: str, args, labels: bool):
+    """(X, y) from a .npz, .npy or .csv file; y None when ``labels`` is False."""
+    from . import datasets as ds
+    p = Path(path)
+    suffix = p.name.lower().removesuffix(".gz").rsplit(".", 1)[-1]
+    try:
+        if suffix == "npz":
+            return ds.read_npz(p, x_key=args.x_key, y_key=args.y_key if labels else None)
+        if suffix == "npy":
+            X = ds.read_npy(p)
+            if not labels:
+                return X, None
+            if not args.labels:
+                raise UsageError(f"{path!r} holds features only: give the labels with "
+                                 "--labels LABELS.npy")
+            return X, ds.read_npy(args.labels)
+        if suffix == "csv":
+            if not labels:
+                return ds.read_csv(p, label_column=None)
+            col = args.label_column
+            try:
+                col = int(col)
+            except ValueError:
+                pass                         # a column name
+            return ds.read_csv(p, label_column=col)
+    except FileNotFoundError as e:
+        raise UsageError(str(e)) from None
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    raise UsageError(f"cannot read {path!r}: use a .npz, .npy or .csv file "
+                     "(or a run file, .toml)")
+
+
+def _targets(net, y):
+    y = np.asarray(y)
+    if net.loss.targets == "values" and y.ndim == 1:
+        y = y.reshape(-1, 1)
+    return y
+
+
+def cmd_eval(args) -> int:
+    src = args.data
+    if src.lower().endswith(".toml"):
+        run = load_run(src, args.set)
+        net = _load_checkpoint(args.checkpoint)
+        data = run.load_data()
+        if args.split == "train":
+            X, y = data.X_train, data.y_train
+        elif data.X_test is None:
+            raise UsageError(f"run file {src} has no test set (data.test_size = 0); "
+                             "use --split train")
+        else:
+            X, y = data.X_test, data.y_test
+        what = f"{run['data']['source']} {args.split} split of {src}"
+        metrics = run["metrics"]
+    else:
+        if args.set:
+            raise UsageError("--set applies to a run file; --data names a data file")
+        net = _load_checkpoint(args.checkpoint)
+        X, y = _read_table(src, args, labels=True)
+        X, pre = _preprocess(args.checkpoint, X, args.raw)
+        what = src + (f" (standardized with {pre})" if pre else "")
+        metrics = (["accuracy"] if net.loss.correct else []) + (
+            ["mse", "mae"] if net.loss.targets == "values" else [])
+    try:
+        net.metrics = net._check_metrics(metrics)
+        result = net.evaluate(X, _targets(net, y))
+    except ValueError as e:
+        raise UsageError(f"cannot evaluate {args.checkpoint} on {what}: {e}") from None
+    print(f"{args.checkpoint} on {what} ({len(X):,} rows):")
+    print(_table([(k, _num(v)) for k, v in result.items()]))
+    return EXIT_OK
+
+
+def cmd_predict(args) -> int:
+    net = _load_checkpoint(args.checkpoint)
+    X, _ = _read_table(args.input, args, labels=False)
+    X, pre = _preprocess(args.checkpoint, X, args.raw)
+    try:
+        out = net.predict(X)
+    except ValueError as e:
+        raise UsageError(f"cannot predict with {args.checkpoint} on {args.input}: {e}") from None
+    if args.classes:
+        out = out.argmax(axis=1) if out.shape[1] > 1 else (out[:, 0] > 0).astype(np.int64)
+    path = Path(args.out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".csv":
+        np.savetxt(path, out.reshape(len(out), -1), delimiter=",",
+                   fmt="%d" if args.classes else "%.9g")
+    else:
+        if path.suffix.lower() != ".npy":
+            path = path.with_name(path.name + ".npy")
+        np.save(path, out)
+    shape = "class labels" if args.classes else f"outputs of width {out.shape[1]}"
+    print(f"wrote {len(out):,} rows of {shape} to {path}"
+          + (f" (inputs standardized with {pre})" if pre else ""))
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------
+# source, summary
+# ---------------------------------------------------------------------------------------
+
+def _compiled(args):
+    run = load_run(args.run, args.set)
+    data = run.load_data()
+    run.fill_from_data(data)
+    try:
+        return run.compile(data.in_dim)
+    except (ValueError, ImportError) as e:
+        raise UsageError(f"cannot build the model of {args.run}: {e}") from None
+
+
+def cmd_source(args) -> int:
+    print(_compiled(args).source())
+    return EXIT_OK
+
+
+def cmd_summary(args) -> int:
+    print(_compiled(args).summary())
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------
+# info
+# ---------------------------------------------------------------------------------------
+
+def _cpu() -> tuple[str, set[str]]:
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "model name" and model in ("", platform.machine(), platform.processor()):
+                    model = value.strip()
+                elif key in ("flags", "Features") and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    return model, flags
+
+
+def _version(module: str) -> str:
+    try:
+        return __import__(module).__version__
+    except Exception:                   # noqa: BLE001 - any import failure means "absent"
+        return "not installed"
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def cmd_info(args) -> int:
+    import numba
+
+    import graphnn as gn
+    from .compile import cache
+    from .threads import blas_info
+    rows = [("graphnn", f"{gn.__version__} ({Path(gn.__file__).parent})"),
+            ("Python", f"{platform.python_version()} ({sys.executable})"),
+            ("NumPy", np.__version__), ("Numba", numba.__version__),
+            ("SciPy", _version("scipy")),
+            ("OS", platform.platform())]
+    model, flags = _cpu()
+    simd = [f for f in ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl",
+                        "avx512_vnni", "avx512_bf16", "amx_tile", "neon", "asimd") if f in flags]
+    rows += [("CPU", model), ("CPU cores", str(os.cpu_count())),
+             ("SIMD", ", ".join(simd) if simd else "unknown")]
+    hint = None
+    try:
+        blas = blas_info()
+    except Exception as e:              # noqa: BLE001 - report, do not fail
+        blas, hint = [], None
+        rows.append(("BLAS", f"unknown ({e})"))
+    for i, b in enumerate(blas):
+        origin = _blas_origin(b.get("filepath") or "")
+        rows.append((f"BLAS {i + 1}", f"{b.get('internal_api')} {b.get('version') or ''}, "
+                                      f"core {b.get('architecture')}, "
+                                      f"{b.get('num_threads')} threads, {origin}: "
+                                      f"{b.get('filepath')}"))
+        if ("avx512f" in flags and b.get("internal_api") == "openblas"
+                and str(b.get("architecture", "")).lower() == "haswell"):
+            hint = ("this CPU has AVX-512 but OpenBLAS runs its Haswell (AVX2) kernels; try "
+                    "OPENBLAS_CORETYPE=SKYLAKEX in the environment for faster matrix products")
+    rows += [("threads", f"graphnn (BLAS) {gn.get_num_threads()}, "
+                         f"Numba {numba.get_num_threads()}"),
+             ("OPENBLAS_CORETYPE", os.environ.get("OPENBLAS_CORETYPE", "not set"))]
+    rows.append(("CUDA", _cuda()))
+    files, nbytes = cache.size()
+    rows.append(("compile cache", f"{cache.directory()} ({files} files, {_size(nbytes)}"
+                                  f"{'' if cache.enabled() else ', disabled by GRAPHNN_NO_CACHE'})"))
+    print(_table(rows))
+    if hint:
+        print(f"\nhint: {hint}")
+    return EXIT_OK
+
+
+def _blas_origin(path: str) -> str:
+    parts = Path(path).parts
+    if any(p in ("numpy", "numpy.libs") for p in parts):
+        return "NumPy's"
+    if any(p in ("scipy", "scipy.libs") for p in parts):
+        return "SciPy's (graphnn's kernels call it)"
+    return "loaded"
+
+
+def _cuda() -> str:
+    """CUDA availability; numba.cuda is imported only here."""
+    try:
+        cuda = importlib.import_module("numba.cuda")
+    except Exception as e:              # noqa: BLE001
+        return f"numba.cuda not importable ({type(e).__name__}: {e})"
+    try:
+        if not cuda.is_available():
+            return "not available (no CUDA driver or GPU found)"
+        dev = cuda.get_current_device()
+        name = dev.name.decode() if isinstance(dev.name, bytes) else str(dev.name)
+        cc = getattr(dev, "compute_capability", None)
+        return f"available: {name}" + (f", compute capability {cc[0]}.{cc[1]}" if cc else "")
+    except Exception as e:              # noqa: BLE001
+        return f"not available ({type(e).__name__}: {e})"
+
+
+# ---------------------------------------------------------------------------------------
+# bench
+# ---------------------------------------------------------------------------------------
+
+def compare_script() -> Path:
+    """benchmarks/compare.py of the source checkout this graphnn was imported from."""
+    return Path(__file__).resolve().parent.parent / "benchmarks" / "compare.py"
+
+
+def cmd_bench(argv: list[str]) -> int:
+    script = compare_script()
+    if not script.is_file():
+        _err(f"graphnn bench runs benchmarks/compare.py of a source checkout, and there is "
+             f"none at {script} (graphnn is installed without its sources); clone the "
+             "repository and run `pip install -e .` there")
+        return EXIT_USAGE
+    spec = importlib.util.spec_from_file_location("graphnn_benchmarks_compare", script)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    old_path, old_argv0 = list(sys.path), sys.argv[0] if sys.argv else ""
+    sys.path.insert(0, str(script.parent))
+    if sys.argv:
+        sys.argv[0] = "graphnn bench"      # argparse's prog in its usage and errors
+    try:
+        spec.loader.exec_module(module)
+        if not callable(getattr(module, "main", None)):
+            _err(f"{script} has no main(argv) function")
+            return EXIT_USAGE
+        result = module.main(argv)
+    except SystemExit as e:             # its argparse: --help (0) or a usage error (2)
+        result = e.code if isinstance(e.code, int) or e.code is None else EXIT_USAGE
+    finally:
+        sys.path[:] = old_path
+        if sys.argv:
+            sys.argv[0] = old_argv0
+    # main() may return an exit status, or its results (a dict) when it succeeded
+    return result if isinstance(result, int) and not isinstance(result, bool) else EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------
+# parser and main
+# ---------------------------------------------------------------------------------------
+
+RUN_HELP = ("a TOML run file (see README, 'Command line'); every key has a default. "
+            "Without one: the built-in run, an MLP 64-128-10 on the handwritten digits")
+SET_HELP = ("override a run-file key, dotted, value as TOML: --set optimizer.lr=0.05 "
+            "--set epochs=3 --set model.layers.0.units=64 --set data.source=moons (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+    p = argparse.ArgumentParser(
+        prog="graphnn",
+        description="Train, evaluate and inspect graphnn networks (compiled to Numba kernels).",
+        epilog="Exit status: 0 success, 1 training failed (diverged), 2 usage or run-file error.")
+    p.add_argument("--version", action="version", version=f"graphnn {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train a model described by a run file",
+                       description="Train the run a TOML file describes (or the built-in one) "
+                                   "and write model.gnn, metrics.csv, run.toml and plots.")
+    t.add_argument("run", nargs="?", metavar="RUN.toml", help=RUN_HELP)
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
+    t.add_argument("--out", metavar="DIR",
+                   help="output folder (default runs/<name>-<date>-<time>)")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("eval", help="evaluate a checkpoint on a run's test set or a data file",
+                       description="Evaluate a saved model (model.gnn) on the test split of "
+                                   "a run file, or on a .npz/.npy/.csv data file.")
+    e.add_argument("checkpoint", metavar="CHECKPOINT")
+    e.add_argument("--data", required=True, metavar="RUN.toml|FILE",
+                   help="a run file (its test split) or a .npz, .npy or .csv file")
+    e.add_argument("--split", choices=("test", "train"), default="test",
+                   help="with a run file: which part to evaluate on (default test)")
+    e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
+    _data_file_options(e, labels=True)
+    e.set_defaults(func=cmd_eval)
+
+    r = sub.add_parser("predict", help="run a checkpoint on inputs, save the outputs",
+                       description="Compute the model's output for every row of INPUT and "
+                                   "save it (.npy, or .csv if --out ends in .csv).")
+    r.add_argument("checkpoint", metavar="CHECKPOINT")
+    r.add_argument("input", metavar="INPUT", help="a .npy, .csv or .npz file of feature rows")
+    r.add_argument("--out", default="preds.npy", metavar="FILE",
+                   help="where to write the predictions (default preds.npy)")
+    r.add_argument("--classes", action="store_true",
+                   help="save the predicted class (argmax) instead of the raw outputs")
+    _data_file_options(r, labels=False)
+    r.set_defaults(func=cmd_predict)
+
+    i = sub.add_parser("info", help="versions, CPU, BLAS, threads, CUDA, compile cache")
+    i.set_defaults(func=cmd_info)
+
+    for name, fn, what in (("source", cmd_source, "print the generated kernel source"),
+                           ("summary", cmd_summary, "print the layer table")):
+        s = sub.add_parser(name, help=f"{what} of a run's model",
+                           description=f"Compile a run file's model and {what}.")
+        s.add_argument("run", nargs="?", metavar="RUN.toml", help=RUN_HELP)
+        s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help=SET_HELP)
+        s.set_defaults(func=fn)
+
+    sub.add_parser("bench", help="side-by-side benchmark (benchmarks/compare.py; "
+                                 "arguments go to it)", add_help=False)
+    return p
+
+
+def _data_file_options(p, labels: bool):
+    p.add_argument("--x-key", default="X", help="feature array in a .npz file (default X)")
+    if labels:
+        p.add_argument("--y-key", default="y", help="label array in a .npz file (default y)")
+        p.add_argument("--labels", metavar="LABELS.npy",
+                       help="labels for features given as a .npy file")
+        p.add_argument("--label-column", default="-1",
+                       help="label column of a .csv file: index or name (default -1, the last)")
+    p.add_argument("--raw", action="store_true",
+                   help=f"do not apply the training run's standardization ({PREPROCESS_FILE} "
+                        "beside the checkpoint)")
+
+
+def main(argv=None) -> int:
+    """Run the command line; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "bench":
+        return cmd_bench(argv[1:])
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:             # --help (0) or a usage error (2, already printed)
+        return e.code if isinstance(e.code, int) else EXIT_USAGE
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return args.func(args)
+    except RunFileError as e:
+        _err(str(e))
+        return EXIT_USAGE
+    except UsageError as e:
+        _err(str(e))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:             # graphnn source | head
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return EXIT_OK
+    except OSError as e:                # a folder that cannot be written, a full disk, ...
+        _err(str(e))
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
