@@ -22,6 +22,23 @@ from .plan import Plan
 
 NUMERIC_CONSTANTS = {"zero": 0.0, "one": 1.0, "two": 2.0, "half": 0.5}
 
+# How the generated functions are compiled.  Compile time (a cold compile of the
+# 784-256-128-10 MLP is mostly Numba/LLVM work) grows with the number of functions
+# Numba compiles on their own -- each one is typed, optimised, turned into machine
+# code, wrapped for Python and cached -- and with how often the same code is
+# re-optimised: a compiled function links in the code of every njit function it
+# calls and LLVM optimises and code-generates the whole lot again.  So:
+#   KERNEL  compiled on its own and cached: train_epoch, and the kernels that Python
+#           calls directly (forward, loss, backward, update, batch_stats);
+#   INLINE  pasted into the caller by Numba before typing, never compiled on its
+#           own: the scalar math (a few lines each, called from one or two places)
+#           and train_step;
+#   PYTHON  plain Python around kernel calls, run once per batch of rows: predict,
+#           evaluate, loss_and_grads.  A compiled loop around forward() would
+#           re-optimise all of forward's code once more for no measurable gain.
+KERNEL, INLINE, PYTHON = "kernel", "inline", "python"
+INLINE_JIT = '@njit(inline="always", error_model="numpy")'
+
 
 class Writer:
     """Lines of code with indentation."""
@@ -217,11 +234,25 @@ class CpuModule:
                     w(f"{b.name} = {rng}   # {slot.name}" + (" gradient" if b.kind == "grad" else ""))
         for b in used:
             if b.kind == "arena":
-                col, width = p.arena[b.name]
-                w(f"{b.name} = view(arena, cap, {col}, n, {width})")
+                w(f"{b.name} = {self._view(b.name)}")
         widths = sorted({s.out.width for s in steps if isinstance(s, ir.MatMul) and s.acc})
         for width in widths:
-            w(f"tmp_{width} = view(arena, cap, {p.arena['tmp'][0]}, n, {width})   # scratch")
+            w(f"tmp_{width} = {self._view('tmp', width=width)}   # scratch")
+
+    def _view(self, buf: str, rows: str = "n", width: int | None = None) -> str:
+        """Source of the first `rows` rows of arena block `buf`, `width` wide (default:
+        the block's width).  A block that starts at column c starts at element c * cap.
+
+        Written out as a slice, not as a call to a helper function: a helper called
+        with a different constant column at each site would be compiled once per
+        site (Numba specialises on literal arguments), which cost about a tenth of a
+        second each.
+        """
+        col, full = self.plan.arena[buf]
+        width = full if width is None else width
+        start = f"{col} * cap" if col else ""
+        end = f"{start} + {rows} * {width}" if col else f"{rows} * {width}"
+        return f"arena[{start}:{end}].reshape(({rows}, {width}))"
 
     def _steps(self, steps):
         w = self.w
@@ -243,7 +274,8 @@ class CpuModule:
         w(f"Graph: {desc}")
         w(f"Parameters: {p.n_params} values in one flat buffer; gradients alike.")
         w("Arena: every activation and gradient is a block of columns of one workspace")
-        w("with room for `cap` rows; view() cuts out the first n rows of a block.")
+        w("with room for `cap` rows: the first n rows of the block at column c are")
+        w("arena[c * cap:c * cap + n * width].reshape((n, width)).")
         if p.fused:
             w(f"Fused: the output {p.fused}: training feeds the loss the logits.")
         w('"""')
@@ -271,11 +303,13 @@ class CpuModule:
         names.discard("linear")      # the identity is written inline, never called
         return with_dependencies(sorted(n for n in names if n in ACTIVATIONS))
 
-    def jit_line(self):
-        self.w(self.jit)
+    def jit_line(self, how: str = KERNEL):
+        if how != PYTHON:
+            self.w(self.jit if how == KERNEL else INLINE_JIT)
 
-    def _function(self, source: str):
-        self.jit_line()
+    def _function(self, source: str, how: str = KERNEL):
+        """Append one function, compiled as ``how`` says (KERNEL, INLINE or PYTHON)."""
+        self.jit_line(how)
         for line in source.splitlines():
             self.w(line)
         self.w()
@@ -288,13 +322,13 @@ class CpuModule:
         w("# " + "-" * 20 + " scalar math: activations and loss (graphnn/ops) " + "-" * 20)
         w()
         for a in self._activations():
-            self._function(a.forward_for(self.dtype.name)[0])
-            self._function(a.grad)
+            self._function(a.forward_for(self.dtype.name)[0], INLINE)
+            self._function(a.grad, INLINE)
         if any(isinstance(s, (ir.Softmax, ir.SoftmaxGrad))
                for s in p.forward + p.train_forward + p.backward):
             for src in SOFTMAX_SOURCE:
-                self._function(src)
-        self._function(loss.source)
+                self._function(src, INLINE)
+        self._function(loss.source, INLINE)
         self._function(f'''
 def loss(z, y, w, g):
     """Mean {loss.name} over the rows of z ({loss.formula}); g = its gradient.
@@ -317,23 +351,11 @@ def loss(z, y, w, g):
             g[i, j] *= c
     return total'''.strip("\n"))
         if loss.correct:
-            self._function(loss.correct)
-            self._function(f'''
-def correct(z, y):
-    """How many rows (or elements) of z the model gets right."""
-    hits = 0
-    for i in range(z.shape[0]):
-        hits += {loss.name}_row_correct(z, y, i)
-    return hits'''.strip("\n"))
+            self._function(loss.correct, INLINE)
         self._batch_stats()
-        self._function('''
-def view(arena, cap, col, n, width):
-    """Rows 0..n-1 of the arena block that starts at column `col`."""
-    start = cap * col
-    return arena[start:start + n * width].reshape((n, width))'''.strip("\n"))
         schedule = self.optimizer.schedule
         if schedule.per_step:
-            self._function(schedule.source())
+            self._function(schedule.source(), INLINE)
 
         w("# " + "-" * 30 + " forward pass " + "-" * 30)
         w()
@@ -342,13 +364,9 @@ def view(arena, cap, col, n, width):
         if p.fused or p.dropout:
             why = ", ".join(([f"stops at the logits ({p.fused} fused)"] if p.fused else [])
                             + (["dropout active when training"] if p.dropout else []))
-            self._pass("forward_logits", "params, arena, x, training", p.train_forward, p.logits,
+            args = "params, arena, x, training" if p.dropout else "params, arena, x"
+            self._pass("forward_logits", args, p.train_forward, p.logits,
                        f"Forward pass as the loss sees it: {why}.")
-        else:
-            self._function('''
-def forward_logits(params, arena, x, training):
-    """Forward pass as the loss sees it: the same as forward() for this graph."""
-    return forward(params, arena, x)'''.strip("\n"))
         w("# " + "-" * 30 + " backward pass " + "-" * 30)
         w()
         self.jit_line()
@@ -360,39 +378,46 @@ def forward_logits(params, arena, x, training):
             self._steps(p.backward)
         w()
         w()
-        col, width = p.arena[p.dlogits.name]
-        zcol = p.arena[p.logits.name][0] if p.logits.kind == "arena" else None
-        self.jit_line()
-        with w.block("def loss_and_grads(params, grads, arena, x, y, w):"):
-            w(f'"""Mean {loss.name} loss over the rows of x (weighted by w if not empty), '
-              'and its gradient in grads."""')
-            w("n = x.shape[0]")
-            w("cap = arena.size // ARENA_WIDTH")
-            w("z = forward_logits(params, arena, x, True)")
-            w(f"dz = view(arena, cap, {col}, n, {width})")
-            w("value = loss(z, y, w, dz)")
-            w("backward(params, grads, arena, x)")
-            w("return value")
-        w()
-        w()
         w("# " + "-" * 30 + " parameter update " + "-" * 30)
         w()
         opt = self.optimizer
-        self._function(opt.source())
+        self._function(opt.source(), INLINE)
         self._function(f'''
 def update(params, grads, state, lr, step):
     """{type(opt).__name__} on the whole flat parameter buffer at once."""
     for i in range(params.size):
         {opt.name}_update(i, params, grads, state, lr, step)'''.strip("\n"))
-        self._function('''
-def train_step(params, grads, state, arena, x, y, w, lr, step):
-    """One step of training on one batch: forward, loss, backward, update."""
-    value = loss_and_grads(params, grads, arena, x, y, w)
-    update(params, grads, state, lr, step)
-    return value'''.strip("\n"))
-        w("# " + "-" * 30 + " loops over the data " + "-" * 30)
+        dz = self._view(p.dlogits.name)
+        w("# " + "-" * 30 + " training " + "-" * 30)
         w()
-        self._train_epoch(zcol)
+        self._function(f'''
+def train_step(params, grads, state, arena, x, y, w, lr, step):
+    """One step of training on one batch: forward, loss, backward, update.
+    Returns the batch's mean loss; its logits stay in the arena."""
+    n = x.shape[0]
+    cap = arena.size // ARENA_WIDTH
+    z = {self._logits('x', True)}
+    dz = {dz}
+    value = loss(z, y, w, dz)
+    backward(params, grads, arena, x)
+    update(params, grads, state, lr, step)
+    return value'''.strip("\n"), INLINE)
+        self._train_epoch()
+        w("# " + "-" * 20 + " plain Python: one compiled call per batch of rows " + "-" * 20)
+        w("# These reuse the kernels train_epoch compiled, so they cost no compile of their")
+        w("# own; the Python around them runs once per `cap` rows, not per row or layer.")
+        w()
+        self._function(f'''
+def loss_and_grads(params, grads, arena, x, y, w):
+    """Mean {loss.name} loss over the rows of x (weighted by w if not empty), and
+    its gradient in grads."""
+    n = x.shape[0]
+    cap = arena.size // ARENA_WIDTH
+    z = {self._logits('x', True)}
+    dz = {dz}
+    value = loss(z, y, w, dz)
+    backward(params, grads, arena, x)
+    return value'''.strip("\n"), PYTHON)
         self._function('''
 def predict(params, arena, X, out):
     """forward() over all rows of X, cap rows at a time."""
@@ -400,10 +425,7 @@ def predict(params, arena, X, out):
     rows = X.shape[0]
     for start in range(0, rows, cap):
         stop = min(start + cap, rows)
-        y = forward(params, arena, X[start:stop])
-        for i in range(stop - start):
-            for j in range(y.shape[1]):
-                out[start + i, j] = y[i, j]'''.strip("\n"))
+        out[start:stop] = forward(params, arena, X[start:stop])'''.strip("\n"), PYTHON)
         self._function(f'''
 def evaluate(params, arena, X, Y, stats):
     """Summed loss (per-batch mean times rows) over all rows of X, no dropout;
@@ -414,13 +436,29 @@ def evaluate(params, arena, X, Y, stats):
     equal = np.empty(0, real)
     for start in range(0, rows, cap):
         stop = min(start + cap, rows)
+        n = stop - start
         y = Y[start:stop]
-        z = forward_logits(params, arena, X[start:stop], False)
-        dz = view(arena, cap, {col}, stop - start, {width})
-        total += (stop - start) * loss(z, y, equal, dz)
+        z = {self._logits('X[start:stop]', False)}
+        dz = {dz}
+        total += n * loss(z, y, equal, dz)
         batch_stats(z, y, stats)
-    return total'''.strip("\n"))
-        return w.text()
+    return total'''.strip("\n"), PYTHON)
+        return w.text().rstrip("\n") + "\n"
+
+    def _logits(self, x: str, training: bool) -> str:
+        """Source of the call that computes the logits the loss reads, for input `x`.
+
+        Without a fused output or dropout they are forward()'s output, so forward()
+        is called directly: a function in between would be one more Numba compile.
+        With dropout, train_step passes the constant True (Numba specialises on it:
+        no branch), evaluate() passes a Python bool.
+        """
+        p = self.plan
+        if not (p.fused or p.dropout):
+            return f"forward(params, arena, {x})"
+        if not p.dropout:
+            return f"forward_logits(params, arena, {x})"
+        return f"forward_logits(params, arena, {x}, {training})"
 
     def _pass(self, name, args, steps, result: ir.Buf, doc: str):
         w = self.w
@@ -439,7 +477,8 @@ def evaluate(params, arena, X, Y, stats):
         lines = ["def batch_stats(z, y, stats):",
                  '    """Metric sums of one batch: [correct, squared error, absolute error]."""']
         if loss.correct:
-            lines.append("    stats[0] += correct(z, y)")
+            lines += ["    for i in range(z.shape[0]):",
+                      f"        stats[0] += {loss.name}_row_correct(z, y, i)"]
         if loss.targets == "values":
             pred = "sigmoid(z[i, j])" if loss.name == "binary_cross_entropy" else "z[i, j]"
             lines += ["    for i in range(z.shape[0]):",
@@ -449,7 +488,7 @@ def evaluate(params, arena, X, Y, stats):
                       "            stats[2] += abs(d)"]
         self._function("\n".join(lines))
 
-    def _train_epoch(self, zcol):
+    def _train_epoch(self):
         plan = self.plan
         labels = plan.loss.targets == "labels"
         k = plan.logits.width
@@ -461,7 +500,7 @@ def evaluate(params, arena, X, Y, stats):
         seeding = "\n        np.random.seed(seed + b)   # dropout masks: one seed per batch" \
             if plan.dropout else ""
         lr = "real(schedule_lr(t))" if self.optimizer.schedule.per_step else "lr"
-        z = f"view(arena, cap, {zcol}, n, {k})" if zcol is not None else "x"
+        z = self._view(plan.logits.name) if plan.logits.kind == "arena" else "x"
         self._function(f'''
 def train_epoch(params, grads, state, arena, X, Y, W, order, first, last, batch_size, lr, step,
                 seed, xbuf, ybuf, wbuf, losses, stats):
@@ -497,12 +536,14 @@ class CpuBackend:
     """The CPU backend as the model sees it (``compile/cuda.py`` offers the same methods).
 
     Arrays live in host memory, so ``to_device``/``to_host`` are the identity.  The
-    kernel methods are the generated njit functions themselves.
+    kernel methods are the generated module's functions themselves (``train_epoch`` and
+    ``update`` njit, ``predict``/``evaluate``/``loss_and_grads`` Python around njit calls).
     """
 
     device = "cpu"
 
     def __init__(self, plan: Plan, optimizer, dtype):
+        self.plan = plan
         self.dtype = np.dtype(dtype)
         use_cache = cache.enabled()
         self.source = CpuModule(plan, optimizer, dtype, cache=use_cache).source()
@@ -519,7 +560,14 @@ class CpuBackend:
             setattr(self, name, namespace[name])
 
     def compile(self, labels: bool):
-        """Compile now, for exactly the argument types the model passes (no later recompiles)."""
+        """Compile now, for exactly the argument types the model passes (no later recompiles).
+
+        Only train_epoch is compiled as such: it compiles the kernels it calls
+        (forward, loss, backward, update, batch_stats), and the plain-Python predict()
+        and evaluate() call those.  A process that loads train_epoch from the cache
+        loads none of them, so the ones those two need are named here too (a cache
+        load each, a few ms).  loss_and_grads() and update() load them on first use.
+        """
         t, real, i64 = numba.typeof, numba.from_dtype(self.dtype), numba.types.int64
         a1, a2 = t(np.zeros(1, self.dtype)), t(np.zeros((1, 1), self.dtype))
         idx = t(np.zeros(1, np.int64))
@@ -527,8 +575,14 @@ class CpuBackend:
         f64 = t(np.zeros(1))
         self.train_epoch.compile((a1, a1, a1, a1, a2, Y, a1, idx, i64, i64, i64, real, i64, i64,
                                   a1, ybuf, a1, f64, f64))
-        self.predict.compile((a1, a1, a2, a2))
-        self.evaluate.compile((a1, a1, a2, Y, f64))
+        k = self.kernels
+        k["forward"].compile((a1, a1, a2))
+        if self.plan.dropout:          # evaluate() passes training=False as a Python bool
+            k["forward_logits"].compile((a1, a1, a2, numba.types.boolean))
+        elif self.plan.fused:
+            k["forward_logits"].compile((a1, a1, a2))
+        k["loss"].compile((a2, Y, a1, a2))
+        k["batch_stats"].compile((a2, Y, f64))
 
     @staticmethod
     def to_device(host: np.ndarray) -> np.ndarray:
