@@ -30,12 +30,13 @@ NUMERIC_CONSTANTS = {"zero": 0.0, "one": 1.0, "two": 2.0, "half": 0.5}
 # calls and LLVM optimises and code-generates the whole lot again.  So:
 #   KERNEL  compiled on its own and cached: train_epoch, and the kernels that Python
 #           calls directly (forward, loss, backward, update, batch_stats);
-#   INLINE  pasted into the caller by Numba before typing, never compiled on its
-#           own: the scalar math (a few lines each, called from one or two places)
-#           and train_step;
+#   INLINE  pasted into the caller by Numba before typing, not compiled on its
+#           own for training: the scalar math (a few lines each, called from one or
+#           two places), loss_and_grads and train_step (loss_and_grads is compiled
+#           by itself only when Python calls it, for net.loss_and_grads);
 #   PYTHON  plain Python around kernel calls, run once per batch of rows: predict,
-#           evaluate, loss_and_grads.  A compiled loop around forward() would
-#           re-optimise all of forward's code once more for no measurable gain.
+#           evaluate.  A compiled loop around forward() would re-optimise all of
+#           forward's code once more for no measurable gain.
 KERNEL, INLINE, PYTHON = "kernel", "inline", "python"
 INLINE_JIT = '@njit(inline="always", error_model="numpy")'
 
@@ -391,15 +392,22 @@ def update(params, grads, state, lr, step):
         w("# " + "-" * 30 + " training " + "-" * 30)
         w()
         self._function(f'''
-def train_step(params, grads, state, arena, x, y, w, lr, step):
-    """One step of training on one batch: forward, loss, backward, update.
-    Returns the batch's mean loss; its logits stay in the arena."""
+def loss_and_grads(params, grads, arena, x, y, w):
+    """Mean {loss.name} loss over the rows of x (weighted by w if not empty), and
+    its gradient in grads.  Nothing is updated: a data-parallel trainer can sum
+    grads across processes before update()."""
     n = x.shape[0]
     cap = arena.size // ARENA_WIDTH
     z = {self._logits('x', True)}
     dz = {dz}
     value = loss(z, y, w, dz)
     backward(params, grads, arena, x)
+    return value'''.strip("\n"), INLINE)
+        self._function('''
+def train_step(params, grads, state, arena, x, y, w, lr, step):
+    """One step of training on one batch: compute the gradients, then apply them.
+    Returns the batch's mean loss; its logits stay in the arena."""
+    value = loss_and_grads(params, grads, arena, x, y, w)
     update(params, grads, state, lr, step)
     return value'''.strip("\n"), INLINE)
         self._train_epoch()
@@ -407,17 +415,6 @@ def train_step(params, grads, state, arena, x, y, w, lr, step):
         w("# These reuse the kernels train_epoch compiled, so they cost no compile of their")
         w("# own; the Python around them runs once per `cap` rows, not per row or layer.")
         w()
-        self._function(f'''
-def loss_and_grads(params, grads, arena, x, y, w):
-    """Mean {loss.name} loss over the rows of x (weighted by w if not empty), and
-    its gradient in grads."""
-    n = x.shape[0]
-    cap = arena.size // ARENA_WIDTH
-    z = {self._logits('x', True)}
-    dz = {dz}
-    value = loss(z, y, w, dz)
-    backward(params, grads, arena, x)
-    return value'''.strip("\n"), PYTHON)
         self._function('''
 def predict(params, arena, X, out):
     """forward() over all rows of X, cap rows at a time."""
@@ -537,7 +534,8 @@ class CpuBackend:
 
     Arrays live in host memory, so ``to_device``/``to_host`` are the identity.  The
     kernel methods are the generated module's functions themselves (``train_epoch`` and
-    ``update`` njit, ``predict``/``evaluate``/``loss_and_grads`` Python around njit calls).
+    ``update`` njit, ``loss_and_grads`` njit when first called, ``predict``/``evaluate``
+    Python around njit calls).
     """
 
     device = "cpu"
@@ -566,7 +564,7 @@ class CpuBackend:
         (forward, loss, backward, update, batch_stats), and the plain-Python predict()
         and evaluate() call those.  A process that loads train_epoch from the cache
         loads none of them, so the ones those two need are named here too (a cache
-        load each, a few ms).  loss_and_grads() and update() load them on first use.
+        load each, a few ms).  loss_and_grads() and update() compile (or load) on first use.
         """
         t, real, i64 = numba.typeof, numba.from_dtype(self.dtype), numba.types.int64
         a1, a2 = t(np.zeros(1, self.dtype)), t(np.zeros((1, 1), self.dtype))
