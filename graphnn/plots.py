@@ -69,6 +69,8 @@ def _curve(history: dict, key: str, title: str, ylabel: str, path) -> Path:
             ax.plot(epochs, values, style, marker="o" if len(values) < 30 else None,
                     markersize=3, label="validation" if k.startswith("val_") else "training")
     ax.set_xlabel("epoch")
+    from matplotlib.ticker import MaxNLocator
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))     # epochs are whole numbers
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
