@@ -212,9 +212,10 @@ class CompiledModel:
         self._put(self.params, self._flat_from_dict(params, "set_params"))
 
     def _snapshot(self) -> tuple:
-        """Host copies of the trainable state (parameters, optimizer state, step)."""
-        host = self.backend.to_host
-        return host(self.params).copy(), host(self.state).copy(), self.step
+        """Copies of the trainable state (parameters, optimizer state, step), kept where
+        the state lives: on the GPU they never travel to the host."""
+        copy = self.backend.copy
+        return copy(self.params), copy(self.state), self.step
 
     def _restore(self, snap: tuple):
         params, state, self.step = snap
@@ -254,7 +255,7 @@ class CompiledModel:
         if self.backend.device == "cpu":
             buffer[...] = host
         else:
-            buffer.copy_to_device(host)
+            buffer.copy_to_device(host)      # from a host array or a device one
 
     def __repr__(self):
         return (f"<CompiledModel {self.model.name!r} params={self.plan.n_params} "

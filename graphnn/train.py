@@ -145,7 +145,7 @@ def fit(net, X, y, epochs: int = 1, batch_size: int = 32, shuffle: bool = True,
                         progress.update(last, done, total / done)
                     first = last
                 loss = total / rows
-                if not math.isfinite(loss) or not np.isfinite(dev.to_host(net.params)).all():
+                if not math.isfinite(loss) or not dev.all_finite(net.params):
                     bad = np.flatnonzero(~np.isfinite(losses))
                     where = f", step {bad[0] + 1} of {n_batches}" if bad.size else ""
                     net._restore(good)

@@ -22,9 +22,10 @@ import traceback
 
 SIM_CHECKS = ["matmul", "matmul_default_tiles", "activations", "elementwise", "rowwise",
               "losses", "optimizers", "gather_clear_wsum", "dropout", "float64_kernels",
-              "train_mlp", "train_graph", "train_weighted_mse", "train_float64", "launch_count"]
+              "train_mlp", "train_graph", "train_weighted_mse", "train_float64", "launch_count",
+              "divergence"]
 GPU_CHECKS = ["train_mlp", "train_graph", "train_weighted_mse", "train_float64", "train_wide",
-              "launch_count"]
+              "launch_count", "divergence"]
 
 # -- shared set-up ------------------------------------------------------------------------
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -594,6 +595,35 @@ def check_train_wide():
                  atol=1e-5)
 
 
+def check_divergence():
+    """A learning rate that overflows the weights: fit raises DivergenceError and the
+    parameters and optimizer state of the last good epoch come back (snapshot and
+    finiteness check made on the device)."""
+    np = _np()
+    import graphnn as gn
+    net = gn.Sequential([gn.Dense(4, activation="relu"), gn.Dense(1)], input_dim=3).compile(
+        loss="mse", optimizer=gn.SGD(lr=10.0, momentum=0.9), seed=0, device="cuda")
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(8, 3)).astype(np.float32)
+    y = rng.normal(size=(8, 1))
+    net.fit(X * 1e-3, y * 1e-3, epochs=1, batch_size=4)     # small data: a finite epoch
+    good = net.get_params()
+    state = net.backend.to_host(net.state).copy()
+    assert all(np.isfinite(v).all() for v in good.values())
+    try:
+        net.fit(X * 1e6, y * 1e6, epochs=1, batch_size=4)     # overflows
+    except gn.DivergenceError as e:
+        message = str(e)
+    else:
+        raise AssertionError("no DivergenceError")
+    assert "epoch 2" in message, message
+    for name, value in net.get_params().items():
+        assert np.array_equal(value, good[name]), f"{name} not restored"
+    assert np.array_equal(net.backend.to_host(net.state), state), "optimizer state not restored"
+    assert net.backend.all_finite(net.params)
+    return message[:80]
+
+
 def check_launch_count():
     """launches_per_step matches the launches one training step makes; 784-256-128-10: 14."""
     np = _np()
@@ -615,8 +645,8 @@ def check_launch_count():
     ns["_launch"].clear()
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(4, 3)), rng.integers(0, 2, 4)
-    net.fit(X, y, epochs=1, batch_size=4)          # one step (+1 launch: clearing the sums)
-    assert len(counted) == net.backend.launches_per_step + 1, \
+    net.fit(X, y, epochs=1, batch_size=4)   # one step; per epoch: clear the sums, check finite
+    assert len(counted) == net.backend.launches_per_step + 2, \
         f"{len(counted)} launches for one step, launches_per_step = {net.backend.launches_per_step}"
     return f"784-256-128-10: {static} per step; graph: {net.backend.launches_per_step}"
 

@@ -587,5 +587,13 @@ class CpuBackend:
         return host
 
     @staticmethod
+    def copy(array: np.ndarray) -> np.ndarray:
+        return array.copy()
+
+    @staticmethod
+    def all_finite(array: np.ndarray) -> bool:
+        return bool(np.isfinite(array).all())
+
+    @staticmethod
     def to_host(array: np.ndarray) -> np.ndarray:
         return array

@@ -401,6 +401,15 @@ def apply_update(params, grads, state, lr, step):
     for i in range(cuda.grid(1), params.size, cuda.gridsize(1)):
         {opt.name}_update(i, params, grads, state, lr, step)''', "VVVRI")
 
+    def k_nonfinite(self) -> str:
+        return self._add("flag_nonfinite", '''
+@cuda.jit
+def flag_nonfinite(x, flag):
+    """flag[0] = 1 if any element of the flat buffer x is NaN or Inf (grid-stride)."""
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        if not math.isfinite(x[i]):
+            flag[0] = 1''', "VL")
+
     def k_gather(self, weighted: bool) -> str:
         if self.labels:
             y = "        if j == 0:\n            y[r] = Y[src]"
@@ -706,6 +715,7 @@ def clear(out, count, hits, errs):
         self.k_loss(True)
         self.k_wsum()
         self.k_update()
+        self.k_nonfinite()
         self.k_gather(False)
         self.k_gather(True)
         self.k_clear()
@@ -735,6 +745,14 @@ def batch_loss(v, z, y, w, out, slot):
 def update(params, grads, state, lr, step):
     \"\"\"{type(self.optimizer).__name__} on the whole flat parameter buffer (one launch).\"\"\"
     launch_flat("apply_update", params.size)(params, grads, state, real(lr), step)
+
+
+def all_finite(x):
+    \"\"\"Whether every element of the flat device buffer x is finite: checked on the
+    device, only a one-element flag comes back.\"\"\"
+    flag = cuda.to_device(np.zeros(1, np.int64))
+    launch_flat("flag_nonfinite", x.size)(x, flag)
+    return int(flag.copy_to_host()[0]) == 0
 
 
 def train_step(v, x, y, w, state, lr, step, key, out, slot):
@@ -1161,6 +1179,15 @@ class CudaBackend:
 
     def to_device(self, host: np.ndarray):
         return self._cuda.to_device(np.ascontiguousarray(host))
+
+    def copy(self, array):
+        """A copy of a device array, made on the device (nothing goes through the host)."""
+        out = self._cuda.device_array_like(array)
+        out.copy_to_device(array)
+        return out
+
+    def all_finite(self, array) -> bool:
+        return self.kernels["all_finite"](array)
 
     @staticmethod
     def to_host(array) -> np.ndarray:
