@@ -125,12 +125,14 @@ class SoftmaxGrad:
 
 @dataclass(frozen=True)
 class Dropout:
-    """In training: mask = (u >= rate) / (1 - rate) with u uniform, out = x * mask.
-    Otherwise out = x.  The mask is kept for the backward pass."""
+    """In training: mask = (u >= rate) / (1 - rate) with u = uniform(key + salt, i, j),
+    out = x * mask.  Otherwise out = x.  The mask is kept for the backward pass.
+    ``salt`` numbers the dropout nodes of the graph (1, 2, ...)."""
     out: Buf
     x: Buf
     mask: Buf
     rate: float
+    salt: int
     note: str = ""
 
 

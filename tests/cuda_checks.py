@@ -23,9 +23,9 @@ import traceback
 SIM_CHECKS = ["matmul", "matmul_default_tiles", "activations", "elementwise", "rowwise",
               "losses", "optimizers", "gather_clear_wsum", "dropout", "float64_kernels",
               "train_mlp", "train_graph", "train_weighted_mse", "train_float64", "launch_count",
-              "divergence"]
+              "divergence", "train_dropout"]
 GPU_CHECKS = ["train_mlp", "train_graph", "train_weighted_mse", "train_float64", "train_wide",
-              "launch_count", "divergence"]
+              "launch_count", "divergence", "train_dropout"]
 
 # -- shared set-up ------------------------------------------------------------------------
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -577,6 +577,18 @@ def check_train_weighted_mse():
         return gn.Model(x, gn.Dense(2)(h))
     return _pair(build, loss="mse", weights=True,
                  optimizer=lambda: gn.SGD(lr=0.1, momentum=0.9, nesterov=True))
+
+
+def check_train_dropout():
+    """Two Dropout nodes (rates 0.3 and 0.5): the CPU and the GPU draw the same masks from
+    the same seed (the shared integer-hash uniform()), so they train alike."""
+    import graphnn as gn
+
+    def build():
+        x = gn.Input(3)
+        h = gn.Dropout(0.3)(gn.Dense(6, activation="relu")(x))
+        return gn.Model(x, gn.Dense(2)(gn.Dropout(0.5)(gn.Dense(5, activation="tanh")(h))))
+    return _pair(build, epochs=2, rows=12)
 
 
 def check_train_float64():

@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import ir
 from ..ops.activations import ACTIVATIONS, with_dependencies
+from ..ops.dropout import DROPOUT_KEY_SOURCE, NEXT_KEY, UNIFORM_SOURCE, UNIT
 from ..ops.softmax import SOFTMAX_SOURCE
 from . import cache
 from .plan import Plan
@@ -160,10 +161,10 @@ def emit_softmax_grad(w: Writer, s: ir.SoftmaxGrad):
 
 def emit_dropout(w: Writer, s: ir.Dropout):
     keep = 1.0 - s.rate
-    with w.block("if training:"):
+    with w.block("if key >= 0:"):
         with _rows_cols(w, s.out.width):
-            w(f"{s.mask.name}[i, j] = real({1 / keep!r}) if np.random.random() >= {s.rate!r} "
-              "else zero")
+            w(f"{s.mask.name}[i, j] = real({1 / keep!r}) if uniform(key + {s.salt}, i, j) "
+              f">= real({s.rate!r}) else zero")
             w(f"{s.out.name}[i, j] = {s.x.name}[i, j] * {s.mask.name}[i, j]")
         _close(w)
     with w.block("else:"):
@@ -291,6 +292,8 @@ class CpuModule:
             consts.update(a.forward_for(self.dtype.name)[1])
         for k, v in consts.items():
             w(f"{k} = real({v!r})")
+        if p.dropout:
+            w(f"UNIT = real({UNIT!r})       # uniform(): 24 random bits -> [0, 1)")
         w(f"ARENA_WIDTH = {p.arena_width}")
         w()
 
@@ -354,6 +357,9 @@ def loss(z, y, w, g):
         if loss.correct:
             self._function(loss.correct, INLINE)
         self._batch_stats()
+        if p.dropout:
+            self._function(UNIFORM_SOURCE, INLINE)
+            self._function(DROPOUT_KEY_SOURCE, INLINE)
         schedule = self.optimizer.schedule
         if schedule.per_step:
             self._function(schedule.source(), INLINE)
@@ -364,8 +370,9 @@ def loss(z, y, w, g):
                    "The graph's output for the rows of x (inference).")
         if p.fused or p.dropout:
             why = ", ".join(([f"stops at the logits ({p.fused} fused)"] if p.fused else [])
-                            + (["dropout active when training"] if p.dropout else []))
-            args = "params, arena, x, training" if p.dropout else "params, arena, x"
+                            + (["dropout masks from key (key < 0: no dropout)"]
+                               if p.dropout else []))
+            args = "params, arena, x, key" if p.dropout else "params, arena, x"
             self._pass("forward_logits", args, p.train_forward, p.logits,
                        f"Forward pass as the loss sees it: {why}.")
         w("# " + "-" * 30 + " backward pass " + "-" * 30)
@@ -389,25 +396,27 @@ def update(params, grads, state, lr, step):
     for i in range(params.size):
         {opt.name}_update(i, params, grads, state, lr, step)'''.strip("\n"))
         dz = self._view(p.dlogits.name)
+        key = ", key" if p.dropout else ""
+        keydoc = "; key seeds the dropout masks" if p.dropout else ""
         w("# " + "-" * 30 + " training " + "-" * 30)
         w()
         self._function(f'''
-def loss_and_grads(params, grads, arena, x, y, w):
+def loss_and_grads(params, grads, arena, x, y, w{key}):
     """Mean {loss.name} loss over the rows of x (weighted by w if not empty), and
-    its gradient in grads.  Nothing is updated: a data-parallel trainer can sum
-    grads across processes before update()."""
+    its gradient in grads{keydoc}.  Nothing is updated: a data-parallel trainer
+    can sum grads across processes before update()."""
     n = x.shape[0]
     cap = arena.size // ARENA_WIDTH
-    z = {self._logits('x', True)}
+    z = {self._logits('x', 'key')}
     dz = {dz}
     value = loss(z, y, w, dz)
     backward(params, grads, arena, x)
     return value'''.strip("\n"), INLINE)
-        self._function('''
-def train_step(params, grads, state, arena, x, y, w, lr, step):
+        self._function(f'''
+def train_step(params, grads, state, arena, x, y, w, lr, step{key}):
     """One step of training on one batch: compute the gradients, then apply them.
     Returns the batch's mean loss; its logits stay in the arena."""
-    value = loss_and_grads(params, grads, arena, x, y, w)
+    value = loss_and_grads(params, grads, arena, x, y, w{key})
     update(params, grads, state, lr, step)
     return value'''.strip("\n"), INLINE)
         self._train_epoch()
@@ -435,27 +444,26 @@ def evaluate(params, arena, X, Y, stats):
         stop = min(start + cap, rows)
         n = stop - start
         y = Y[start:stop]
-        z = {self._logits('X[start:stop]', False)}
+        z = {self._logits('X[start:stop]', '-1')}
         dz = {dz}
         total += n * loss(z, y, equal, dz)
         batch_stats(z, y, stats)
     return total'''.strip("\n"), PYTHON)
         return w.text().rstrip("\n") + "\n"
 
-    def _logits(self, x: str, training: bool) -> str:
+    def _logits(self, x: str, key: str) -> str:
         """Source of the call that computes the logits the loss reads, for input `x`.
 
         Without a fused output or dropout they are forward()'s output, so forward()
         is called directly: a function in between would be one more Numba compile.
-        With dropout, train_step passes the constant True (Numba specialises on it:
-        no branch), evaluate() passes a Python bool.
+        With dropout, `key` seeds the masks (training) or is -1 (evaluate: no dropout).
         """
         p = self.plan
         if not (p.fused or p.dropout):
             return f"forward(params, arena, {x})"
         if not p.dropout:
             return f"forward_logits(params, arena, {x})"
-        return f"forward_logits(params, arena, {x}, {training})"
+        return f"forward_logits(params, arena, {x}, {key})"
 
     def _pass(self, name, args, steps, result: ir.Buf, doc: str):
         w = self.w
@@ -494,8 +502,9 @@ def evaluate(params, arena, X, Y, stats):
         else:
             ty = f"ybuf[:n * {k}].reshape((n, {k}))"
             gather = f"for c in range({k}):\n                y[r, c] = Y[src, c]"
-        seeding = "\n        np.random.seed(seed + b)   # dropout masks: one seed per batch" \
+        seeding = "\n        key = dropout_key(seed, b)   # this batch's dropout masks" \
             if plan.dropout else ""
+        key = ", key" if plan.dropout else ""
         lr = "real(schedule_lr(t))" if self.optimizer.schedule.per_step else "lr"
         z = self._view(plan.logits.name) if plan.logits.kind == "arena" else "x"
         self._function(f'''
@@ -522,7 +531,7 @@ def train_epoch(params, grads, state, arena, X, Y, W, order, first, last, batch_
             if W.size > 0:
                 w[r] = W[src]
         t = step + b - first + 1
-        value = train_step(params, grads, state, arena, x, y, w, {lr}, t)
+        value = train_step(params, grads, state, arena, x, y, w, {lr}, t{key})
         losses[b] = value
         total += n * value
         batch_stats({z}, y, stats)
@@ -556,6 +565,15 @@ class CpuBackend:
         self.kernels = namespace
         for name in ("train_epoch", "predict", "evaluate", "loss_and_grads", "update"):
             setattr(self, name, namespace[name])
+        if plan.dropout:
+            self._key = 0
+            self.loss_and_grads = self._loss_and_grads_with_key
+
+    def _loss_and_grads_with_key(self, params, grads, arena, x, y, w):
+        """loss_and_grads outside fit with dropout: each call draws new masks, from a
+        key sequence the CUDA backend follows too."""
+        self._key = (self._key + NEXT_KEY) % 2 ** 31
+        return self.kernels["loss_and_grads"](params, grads, arena, x, y, w, self._key)
 
     def compile(self, labels: bool):
         """Compile now, for exactly the argument types the model passes (no later recompiles).
@@ -575,8 +593,8 @@ class CpuBackend:
                                   a1, ybuf, a1, f64, f64))
         k = self.kernels
         k["forward"].compile((a1, a1, a2))
-        if self.plan.dropout:          # evaluate() passes training=False as a Python bool
-            k["forward_logits"].compile((a1, a1, a2, numba.types.boolean))
+        if self.plan.dropout:          # evaluate() passes key=-1 (no dropout)
+            k["forward_logits"].compile((a1, a1, a2, i64))
         elif self.plan.fused:
             k["forward_logits"].compile((a1, a1, a2))
         k["loss"].compile((a2, Y, a1, a2))

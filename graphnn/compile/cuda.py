@@ -47,6 +47,7 @@ import numpy as np
 
 from .. import ir
 from ..ops.activations import ACTIVATIONS, with_dependencies
+from ..ops.dropout import DROPOUT_KEY_SOURCE, NEXT_KEY, UNIFORM_SOURCE, UNIT
 from ..ops.softmax import SOFTMAX_SOURCE
 from .cpu import NUMERIC_CONSTANTS, Writer
 from .plan import Plan
@@ -131,7 +132,6 @@ class CudaModule:
         self.launches: dict[str, int] = {}
         self.labels = plan.loss.targets == "labels"
         self.ycode = "L" if self.labels else "M"
-        self._salt = 0
         self._acts: set[str] = set()        # activations the kernels call
         self._text: str | None = None
         for s in plan.forward + plan.train_forward + plan.backward:
@@ -517,11 +517,10 @@ def clear(out, count, hits, errs):
                 w(f'launch_ew("{self.k_mul(s.acc)}", n, {s.gx.width})'
                   f'({r(s.gx)}, {r(s.gy)}, {r(s.m)})')
             elif isinstance(s, ir.Dropout):
-                self._salt += 1
                 keep = 1.0 - s.rate
                 with w.block("if training:"):
                     w(f'launch_ew("{self.k_dropout()}", n, {s.out.width})({r(s.out)}, {r(s.x)}, '
-                      f'{r(s.mask)}, real({s.rate!r}), real({1 / keep!r}), key + {self._salt})')
+                      f'{r(s.mask)}, real({s.rate!r}), real({1 / keep!r}), key + {s.salt})')
                 with w.block("else:"):
                     w(f'launch_ew("{self.k_copy(False)}", n, {s.out.width})({r(s.out)}, {r(s.x)}, 0)')
 
@@ -555,7 +554,7 @@ def clear(out, count, hits, errs):
             consts.update(a.constants)
         for k, v in consts.items():
             w(f"{k} = real({v!r})")
-        w("UNIT = real(2.0 ** -24)       # uniform(): 24 random bits -> [0, 1)")
+        w(f"UNIT = real({UNIT!r})       # uniform(): 24 random bits -> [0, 1)")
         w(f"ARENA_WIDTH = {p.arena_width}")
         w(f"N_PARAMS = {p.n_params}")
         for label, t in (("BIG", c.big), ("SMALL", c.small)):
@@ -770,7 +769,7 @@ def loss_and_grads(params, grads, arena, x, y, w):
     global _key
     v = bind(params, grads, arena, x.shape[0])
     out = results(1)
-    _key = (_key + 7919) % 2 ** 31
+    _key = (_key + {NEXT_KEY}) % 2 ** 31
     z = forward_logits(v, x, True, _key)
     batch_loss(v, z, y, w, out, 0)
     backward(v, x)
@@ -837,9 +836,7 @@ def train_epoch(params, grads, state, arena, X, Y, W, order, first, last, batch_
     return total
 
 
-def dropout_key(seed, b):
-    \"\"\"The dropout seed of batch b (each dropout adds its own number to it).\"\"\"
-    return (seed * 1000003 + b * 7919) % 2 ** 31
+{DROPOUT_KEY_SOURCE}
 
 
 def predict(params, arena, X, out):
@@ -896,17 +893,6 @@ def _assign(acc: bool) -> str:
 _SUPPORTED = (ir.MatMul, ir.BiasAct, ir.ActGrad, ir.ColSum, ir.Sum, ir.Copy, ir.Place,
               ir.Softmax, ir.SoftmaxGrad) + tuple(
     getattr(ir, n) for n in ("Dropout", "Mul") if hasattr(ir, n))
-
-
-UNIFORM_SOURCE = '''
-def uniform(key, i, j):
-    """A uniform number in [0, 1) from (key, i, j): an integer hash, no state, the same
-    in any thread order (integer arithmetic in int64, kept to 32 bits)."""
-    h = (key ^ (i * 0x9E3779B1) ^ (j * 0x85EBCA77)) & 0xFFFFFFFF
-    h = ((h ^ (h >> 16)) * 0x7FEB352D) & 0xFFFFFFFF
-    h = ((h ^ (h >> 15)) * 0x846CA68B) & 0xFFFFFFFF
-    h = h ^ (h >> 16)
-    return real(h >> 8) * UNIT'''.strip("\n")
 
 
 LAUNCH_SOURCE = '''
