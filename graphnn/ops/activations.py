@@ -50,6 +50,18 @@ _TANH32 = {"TANH_CLAMP": 7.90531110763549805,
            "TANH_B2": 2.26843463243900e-03, "TANH_B4": 1.18534705686654e-04,
            "TANH_B6": 1.19825839466702e-06}
 
+# float32 erf as a rational function on [-4, 4] (Eigen's float erf; beyond, erf is +-1 in
+# float32), for gelu's forward pass: pure arithmetic, so the loop vectorises.  Measured
+# here: gelu 0.2 ns/element against 15-18 ns with libm's erf; erf within 4.2e-7 absolute,
+# gelu within 1.2e-6 absolute (4.5e-7 with libm erf rounded to float32) of float64.
+_ERF32 = {"ERF_CLAMP": 4.0,
+          "ERF_A1": -1.60960333262415e-02, "ERF_A3": -2.95459980854025e-03,
+          "ERF_A5": -7.34990630326855e-04, "ERF_A7": -5.69250639462346e-05,
+          "ERF_A9": -2.10102402082508e-06, "ERF_A11": 2.77068142495902e-08,
+          "ERF_A13": -2.72614225801306e-10, "ERF_B0": -1.42647390514189e-02,
+          "ERF_B2": -7.37332916720468e-03, "ERF_B4": -1.68282697438203e-03,
+          "ERF_B6": -2.13374055278905e-04, "ERF_B8": -1.45660718464996e-05}
+
 
 ACTIVATIONS: dict[str, Activation] = {a.name: a for a in [
     _act("relu", "max(x, 0)", """
@@ -114,7 +126,17 @@ def gelu_grad(x, y):
     # d/dx [x Phi(x)] = Phi(x) + x phi(x)
     return half * (one + math.erf(x * SQRT_HALF)) + x * INV_SQRT_2PI * math.exp(-half * x * x)
 """, grad_uses_x=True,
-         constants={"SQRT_HALF": 0.7071067811865476, "INV_SQRT_2PI": 0.3989422804014327}),
+         constants={"SQRT_HALF": 0.7071067811865476, "INV_SQRT_2PI": 0.3989422804014327},
+         forward32="""
+def gelu(x):
+    # x Phi(x), erf(u) = u p(u^2) / q(u^2), a rational fit on [-4, 4]; vectorises
+    u = min(max(x * SQRT_HALF, -ERF_CLAMP), ERF_CLAMP)
+    u2 = u * u
+    p = (((((ERF_A13 * u2 + ERF_A11) * u2 + ERF_A9) * u2 + ERF_A7) * u2 + ERF_A5) * u2
+         + ERF_A3) * u2 + ERF_A1
+    q = (((ERF_B8 * u2 + ERF_B6) * u2 + ERF_B4) * u2 + ERF_B2) * u2 + ERF_B0
+    return half * x * (one + u * p / q)
+""", constants32=_ERF32),
 
     _act("linear", "x", """
 def linear(x):
