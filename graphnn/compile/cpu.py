@@ -325,6 +325,11 @@ class CpuModule:
         self._header()
         w("# " + "-" * 20 + " scalar math: activations and loss (graphnn/ops) " + "-" * 20)
         w()
+        helpers = []                     # shared by several activations: pasted once
+        for a in self._activations():
+            helpers += [h for h in a.helpers_for(self.dtype.name) if h not in helpers]
+        for h in helpers:
+            self._function(h, INLINE)
         for a in self._activations():
             self._function(a.forward_for(self.dtype.name)[0], INLINE)
             self._function(a.grad, INLINE)
