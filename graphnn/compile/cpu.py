@@ -332,7 +332,7 @@ class CpuModule:
             self._function(h, INLINE)
         for a in self._activations():
             self._function(a.forward_for(self.dtype.name)[0], INLINE)
-            self._function(a.grad, INLINE)
+            self._function(a.grad_for(self.dtype.name), INLINE)
         if any(isinstance(s, (ir.Softmax, ir.SoftmaxGrad))
                for s in p.forward + p.train_forward + p.backward):
             for src in SOFTMAX_SOURCE:

@@ -25,7 +25,8 @@ class Activation:
     formula: str = ""             # for comments: "max(x, 0)"
     forward32: str = ""           # a faster float32 form of forward, if one is as accurate
     constants32: dict = field(default_factory=dict)
-    helpers32: tuple = ()         # sources of functions forward32 calls (shared ones)
+    helpers32: tuple = ()         # sources of functions forward32/grad32 call (shared ones)
+    grad32: str = ""              # a faster float32 form of grad, if one is as accurate
 
     def forward_for(self, dtype_name: str) -> tuple[str, dict]:
         """The forward source and its constants for a dtype."""
@@ -33,16 +34,20 @@ class Activation:
             return self.forward32, {**self.constants, **self.constants32}
         return self.forward, self.constants
 
+    def grad_for(self, dtype_name: str) -> str:
+        """The grad source for a dtype."""
+        return self.grad32 if dtype_name == "float32" and self.grad32 else self.grad
+
     def helpers_for(self, dtype_name: str) -> tuple:
-        """Sources of the helper functions the forward source for a dtype calls."""
+        """Sources of the helper functions the forward and grad sources for a dtype call."""
         return self.helpers32 if dtype_name == "float32" and self.forward32 else ()
 
 
 def _act(name, formula, forward, grad, grad_uses_x, constants=None, needs=(), forward32="",
-         constants32=None, helpers32=()):
+         constants32=None, helpers32=(), grad32=""):
     return Activation(name, forward.strip("\n"), grad.strip("\n"), grad_uses_x,
                       constants or {}, needs, formula, forward32.strip("\n"), constants32 or {},
-                      tuple(h.strip("\n") for h in helpers32))
+                      tuple(h.strip("\n") for h in helpers32), grad32.strip("\n"))
 
 
 # float32 tanh as a rational function (the form Eigen and XLA use): pure arithmetic, so the
@@ -93,6 +98,16 @@ def exp_neg_abs(x):
     return p / (real(np.int64(1) << a) * real(np.int64(1) << b) * real(np.int64(1) << (n - a - b)))
 """
 _LOG1P32 = {f"LOG1P_C{k}": 1 / k for k in range(3, 17, 2)}
+_ERF_RATIONAL32 = """
+def erf_rational(u):
+    # erf(u) = u p(u^2) / q(u^2), a rational fit on [-4, 4] (beyond: +-1 in float32)
+    u = min(max(u, -ERF_CLAMP), ERF_CLAMP)
+    u2 = u * u
+    p = (((((ERF_A13 * u2 + ERF_A11) * u2 + ERF_A9) * u2 + ERF_A7) * u2 + ERF_A5) * u2
+         + ERF_A3) * u2 + ERF_A1
+    q = (((ERF_B8 * u2 + ERF_B6) * u2 + ERF_B4) * u2 + ERF_B2) * u2 + ERF_B0
+    return u * p / q
+"""
 
 
 ACTIVATIONS: dict[str, Activation] = {a.name: a for a in [
@@ -175,14 +190,14 @@ def gelu_grad(x, y):
          constants={"SQRT_HALF": 0.7071067811865476, "INV_SQRT_2PI": 0.3989422804014327},
          forward32="""
 def gelu(x):
-    # x Phi(x), erf(u) = u p(u^2) / q(u^2), a rational fit on [-4, 4]; vectorises
-    u = min(max(x * SQRT_HALF, -ERF_CLAMP), ERF_CLAMP)
-    u2 = u * u
-    p = (((((ERF_A13 * u2 + ERF_A11) * u2 + ERF_A9) * u2 + ERF_A7) * u2 + ERF_A5) * u2
-         + ERF_A3) * u2 + ERF_A1
-    q = (((ERF_B8 * u2 + ERF_B6) * u2 + ERF_B4) * u2 + ERF_B2) * u2 + ERF_B0
-    return half * x * (one + u * p / q)
-""", constants32=_ERF32),
+    # x Phi(x) with the rational erf: vectorises
+    return half * x * (one + erf_rational(x * SQRT_HALF))
+""", grad32="""
+def gelu_grad(x, y):
+    # Phi(x) + x phi(x), phi(x) = exp(-x^2 / 2) / sqrt(2 pi): no libm call
+    phi = INV_SQRT_2PI * exp_neg_abs(half * x * x)
+    return half * (one + erf_rational(x * SQRT_HALF)) + x * phi
+""", constants32={**_ERF32, **_EXP32}, helpers32=(_EXP_NEG_ABS32, _ERF_RATIONAL32)),
 
     _act("linear", "x", """
 def linear(x):
