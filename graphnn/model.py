@@ -17,6 +17,7 @@ from .compile import cpu
 from .compile.plan import lower
 from .graph import Model
 from .init import initialize
+from .ops.dropout import NEXT_KEY
 from .ops.losses import check_loss
 from .optim import check_optimizer
 from .validate import as_dtype, as_inputs, check_lengths, positive_int
@@ -71,6 +72,7 @@ class CompiledModel:
         self.arena = dev(np.zeros(0, self.dtype))
         self.step = 0                                       # training steps taken so far
         self.epoch = 0                                      # epochs trained so far
+        self._dropout_key = 0                                # loss_and_grads' dropout masks
         self.backend.compile(labels=self.loss.targets == "labels")
         self.compile_seconds = time.perf_counter() - t0
 
@@ -157,9 +159,10 @@ class CompiledModel:
         loss = 0.0
         for start in range(0, n, chunk):
             stop = min(start + chunk, n)
+            self._dropout_key = (self._dropout_key + NEXT_KEY) % 2 ** 31    # new masks each call
             part = dev.loss_and_grads(self.params, self.grads, self.arena,
                                       dev.to_device(X[start:stop]), dev.to_device(Y[start:stop]),
-                                      dev.to_device(np.zeros(0, self.dtype)))
+                                      dev.to_device(np.zeros(0, self.dtype)), self._dropout_key)
             w = (stop - start) / n
             loss += w * part
             total += w * dev.to_host(self.grads)

@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import ir
 from ..ops.activations import ACTIVATIONS, with_dependencies
-from ..ops.dropout import DROPOUT_KEY_SOURCE, NEXT_KEY, UNIFORM_SOURCE, UNIT
+from ..ops.dropout import DROPOUT_KEY_SOURCE, UNIFORM_SOURCE, UNIT
 from ..ops.softmax import SOFTMAX_SOURCE
 from . import cache
 from .plan import Plan
@@ -568,17 +568,16 @@ class CpuBackend:
             namespace = {"__name__": "graphnn_generated"}
             exec(compile(self.source, filename, "exec"), namespace)
         self.kernels = namespace
-        for name in ("train_epoch", "predict", "evaluate", "loss_and_grads", "update"):
+        for name in ("train_epoch", "predict", "evaluate", "update"):
             setattr(self, name, namespace[name])
-        if plan.dropout:
-            self._key = 0
-            self.loss_and_grads = self._loss_and_grads_with_key
 
-    def _loss_and_grads_with_key(self, params, grads, arena, x, y, w):
-        """loss_and_grads outside fit with dropout: each call draws new masks, from a
-        key sequence the CUDA backend follows too."""
-        self._key = (self._key + NEXT_KEY) % 2 ** 31
-        return self.kernels["loss_and_grads"](params, grads, arena, x, y, w, self._key)
+    def loss_and_grads(self, params, grads, arena, x, y, w, key: int):
+        """The generated loss_and_grads; `key` seeds the dropout masks (graphs without
+        dropout have no masks, and their loss_and_grads takes no key)."""
+        kernel = self.kernels["loss_and_grads"]
+        if self.plan.dropout:
+            return kernel(params, grads, arena, x, y, w, key)
+        return kernel(params, grads, arena, x, y, w)
 
     def compile(self, labels: bool):
         """Compile now, for exactly the argument types the model passes (no later recompiles).

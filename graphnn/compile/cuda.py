@@ -47,7 +47,7 @@ import numpy as np
 
 from .. import ir
 from ..ops.activations import ACTIVATIONS, with_dependencies
-from ..ops.dropout import DROPOUT_KEY_SOURCE, NEXT_KEY, UNIFORM_SOURCE, UNIT
+from ..ops.dropout import DROPOUT_KEY_SOURCE, UNIFORM_SOURCE, UNIT
 from ..ops.softmax import SOFTMAX_SOURCE
 from .cpu import NUMERIC_CONSTANTS, Writer
 from .plan import Plan
@@ -763,20 +763,17 @@ def train_step(v, x, y, w, state, lr, step, key, out, slot):
     update(v.params, v.grads, state, lr, step)
 
 
-def loss_and_grads(params, grads, arena, x, y, w):
+def loss_and_grads(params, grads, arena, x, y, w, key):
     \"\"\"Mean {loss.name} loss over the rows of x (weighted by w if not empty; copied back),
-    and its gradient in grads.\"\"\"
-    global _key
+    and its gradient in grads; key seeds the dropout masks.\"\"\"
     v = bind(params, grads, arena, x.shape[0])
     out = results(1)
-    _key = (_key + {NEXT_KEY}) % 2 ** 31
-    z = forward_logits(v, x, True, _key)
+    z = forward_logits(v, x, True, key)
     batch_loss(v, z, y, w, out, 0)
     backward(v, x)
     return float(out.copy_to_host()[0])
 
 
-_key = 0
 _out = None
 
 

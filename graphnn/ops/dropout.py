@@ -70,4 +70,4 @@ def dropout_key(seed, b):
     """The dropout key of batch b of an epoch (each dropout node adds its salt to it)."""
     return (seed * 1000003 + b * 7919) % 2 ** 31'''.strip("\n")
 
-NEXT_KEY = 7919             # loss_and_grads() outside fit: key = (key + NEXT_KEY) % 2**31
+NEXT_KEY = 7919             # CompiledModel.loss_and_grads: key = (key + NEXT_KEY) % 2**31 per call
