@@ -19,9 +19,8 @@ from ..ops.activations import ACTIVATIONS, with_dependencies
 from ..ops.dropout import DROPOUT_KEY_SOURCE, UNIFORM_SOURCE, UNIT
 from ..ops.softmax import SOFTMAX_SOURCE
 from . import cache
+from .codegen import NUMERIC_CONSTANTS, Writer
 from .plan import Plan
-
-NUMERIC_CONSTANTS = {"zero": 0.0, "one": 1.0, "two": 2.0, "half": 0.5}
 
 # How the generated functions are compiled.  Compile time (a cold compile of the
 # 784-256-128-10 MLP is mostly Numba/LLVM work) grows with the number of functions
@@ -40,35 +39,6 @@ NUMERIC_CONSTANTS = {"zero": 0.0, "one": 1.0, "two": 2.0, "half": 0.5}
 #           forward's code once more for no measurable gain.
 KERNEL, INLINE, PYTHON = "kernel", "inline", "python"
 INLINE_JIT = '@njit(inline="always", error_model="numpy")'
-
-
-class Writer:
-    """Lines of code with indentation."""
-
-    def __init__(self):
-        self.lines: list[str] = []
-        self.depth = 0
-
-    def __call__(self, line: str = ""):
-        self.lines.append(("    " * self.depth + line) if line else "")
-
-    def block(self, header: str):
-        self(header)
-        return _Indent(self)
-
-    def text(self) -> str:
-        return "\n".join(self.lines) + "\n"
-
-
-class _Indent:
-    def __init__(self, w):
-        self.w = w
-
-    def __enter__(self):
-        self.w.depth += 1
-
-    def __exit__(self, *exc):
-        self.w.depth -= 1
 
 
 # -- one emitter per instruction ----------------------------------------------------------

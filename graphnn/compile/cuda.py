@@ -49,7 +49,7 @@ from .. import ir
 from ..ops.activations import ACTIVATIONS, with_dependencies
 from ..ops.dropout import DROPOUT_KEY_SOURCE, UNIFORM_SOURCE, UNIT
 from ..ops.softmax import SOFTMAX_SOURCE
-from .cpu import NUMERIC_CONSTANTS, Writer
+from .codegen import NUMERIC_CONSTANTS, Writer
 from .plan import Plan
 
 INSTALL_HINT = "pip install graphnn[cuda]"

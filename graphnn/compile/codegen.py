@@ -1,0 +1,34 @@
+"""Code-writing helpers shared by both code generators (``cpu.py`` and ``cuda.py``)."""
+from __future__ import annotations
+
+# Constants every generated module defines in its own dtype (``real(...)``).
+NUMERIC_CONSTANTS = {"zero": 0.0, "one": 1.0, "two": 2.0, "half": 0.5}
+
+
+class Writer:
+    """Lines of code with indentation."""
+
+    def __init__(self):
+        self.lines: list[str] = []
+        self.depth = 0
+
+    def __call__(self, line: str = ""):
+        self.lines.append(("    " * self.depth + line) if line else "")
+
+    def block(self, header: str):
+        self(header)
+        return _Indent(self)
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+class _Indent:
+    def __init__(self, w):
+        self.w = w
+
+    def __enter__(self):
+        self.w.depth += 1
+
+    def __exit__(self, *exc):
+        self.w.depth -= 1
