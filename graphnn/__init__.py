@@ -5,10 +5,10 @@
     net = model.compile(loss="cross_entropy", optimizer=gn.SGD(lr=0.1), seed=0)
     net.fit(X, y, epochs=20, batch_size=32)
 """
-from .io import CheckpointError, load
+from .io import CheckpointError
 from . import callbacks, schedules
-from .graph import Input, Model, Node, Sequential
-from .model import CompiledModel
+from .graph import Input, Node
+from .model import CompiledModel, Model, Sequential, load
 from .ops.activations import GELU, LeakyReLU, Linear, ReLU, Sigmoid, Softplus, Tanh
 from .ops.dense import Dense
 from .ops.dropout import Dropout

@@ -163,11 +163,9 @@ def assign_names(order: Iterable[Node]) -> dict[Node, str]:
     return names
 
 
-class Model:
-    """A network: the nodes between one ``Input`` and one output node.
-
-    >>> x = Input(4); model = Model(x, Dense(2)(x))
-    """
+class Graph:
+    """The structure of a network: the nodes between one ``Input`` and one output node,
+    in topological order, with their names.  ``graphnn.model.Model`` adds ``compile``."""
 
     def __init__(self, inputs: Input, outputs: Node, name: str = "model"):
         if isinstance(inputs, (list, tuple)) and len(inputs) == 1:
@@ -191,38 +189,3 @@ class Model:
             raise ValueError("the output does not depend on the model's Input: "
                              "connect the layers from the Input to the output")
         self.names = assign_names(self.nodes)
-
-    def compile(self, loss: str = "mse", optimizer=None, seed: int | None = 0,
-                dtype="float32", device: str = "cpu", metrics=None):
-        """Lower the graph, generate its kernels and return a trainable network.
-
-        ``metrics``: names reported by ``fit``/``evaluate`` besides the loss, from
-        "accuracy" (classification losses), "mse" and "mae" (value targets).
-        """
-        from .model import CompiledModel   # model.py sits above the graph
-        return CompiledModel(self, loss=loss, optimizer=optimizer, seed=seed,
-                             dtype=dtype, device=device, metrics=metrics)
-
-
-def Sequential(layers: Sequence[Node], input_dim: int | None = None,
-               name: str = "sequential") -> Model:
-    """A chain of layers: ``Sequential([Dense(128, activation="relu"), Dense(10)], input_dim=64)``."""
-    layers = list(layers)
-    if layers and isinstance(layers[0], Input):
-        if input_dim is not None and input_dim != layers[0].width:
-            raise ValueError(f"input_dim={input_dim} disagrees with the first Input "
-                             f"of width {layers[0].width}")
-        x, layers = layers[0], layers[1:]
-    elif input_dim is None:
-        raise ValueError("Sequential needs input_dim=<number of features> "
-                         "(or a gn.Input as its first layer)")
-    else:
-        x = Input(input_dim)
-    if not layers:
-        raise ValueError("Sequential needs at least one layer after the input")
-    h: Node = x
-    for layer in layers:
-        if not isinstance(layer, Node):
-            raise ValueError(f"Sequential takes graphnn layers, got {layer!r}")
-        h = layer(h)
-    return Model(x, h, name=name)

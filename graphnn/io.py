@@ -24,8 +24,9 @@ import tempfile
 
 import numpy as np
 
-from .graph import Input, Model
+from .graph import Graph, Input
 from .ops import activations, dense, dropout, merge, softmax
+from .optim import from_config
 
 MAGIC = b"GRAPHNN\0"
 FORMAT_VERSION = 1
@@ -41,7 +42,7 @@ class CheckpointError(ValueError):
     """The file is not a readable graphnn checkpoint (truncated, corrupted or foreign)."""
 
 
-def describe_graph(model: Model) -> dict:
+def describe_graph(model: Graph) -> dict:
     nodes = []
     for n in model.nodes:
         if type(n).__name__ not in NODE_TYPES:
@@ -52,7 +53,7 @@ def describe_graph(model: Model) -> dict:
             "output": model.names[model.output]}
 
 
-def build_graph(desc: dict) -> Model:
+def build_graph(desc: dict, graph_cls=Graph) -> Graph:
     built = {}
     for spec in desc["nodes"]:
         cls = NODE_TYPES.get(spec["type"])
@@ -65,7 +66,7 @@ def build_graph(desc: dict) -> Model:
             ins = [built[i] for i in spec["inputs"]]
             node(ins if len(ins) > 1 or getattr(cls, "n_inputs", 1) is None else ins[0])
         built[spec["name"]] = node
-    return Model(built[desc["input"]], built[desc["output"]], name=desc["name"])
+    return graph_cls(built[desc["input"]], built[desc["output"]], name=desc["name"])
 
 
 def save(net, path) -> None:
@@ -147,17 +148,16 @@ def read(path) -> tuple[dict, dict]:
     return header, arrays
 
 
-def load(path):
-    """Rebuild the compiled model saved in ``path``: same outputs, and ``fit`` resumes exactly."""
-    from .model import CompiledModel
-    from .optim import from_config
+def load(path, cls, graph_cls=Graph):
+    """Rebuild the compiled model saved in ``path`` as a ``cls`` (``model.CompiledModel``;
+    passed in because this module sits below it): same outputs, ``fit`` resumes exactly."""
     header, arrays = read(path)
     try:
-        model = build_graph(header["graph"])
+        model = build_graph(header["graph"], graph_cls)
         optimizer = from_config(header["optimizer"])
     except (KeyError, TypeError) as e:
         raise CheckpointError(f"{path!r}: malformed graph or optimizer description ({e})") from None
-    net = CompiledModel(model, loss=header["loss"], optimizer=optimizer, seed=header["seed"],
+    net = cls(model, loss=header["loss"], optimizer=optimizer, seed=header["seed"],
                         dtype=header["dtype"])
     if arrays["params"].size != net.plan.n_params or arrays["state"].size != net.state.size:
         raise CheckpointError(f"{path!r}: stored arrays do not fit the stored graph")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .. import ir
-from ..graph import Input, Model, Node
+from ..graph import Graph, Input, Node
 from ..ops.activations import ActivationNode
 from ..ops.dropout import Dropout
 from ..ops.losses import Loss
@@ -43,7 +43,7 @@ class ParamSlot:
 
 @dataclass
 class Plan:
-    model: Model
+    model: Graph
     loss: Loss
     names: dict                       # node -> name
     params: list                      # [ParamSlot] in graph order
@@ -65,7 +65,7 @@ class Plan:
 class Lowering:
     """The context an op's ``forward(L)`` / ``backward(L)`` asks for buffers."""
 
-    def __init__(self, model: Model, loss: Loss):
+    def __init__(self, model: Graph, loss: Loss):
         self.model, self.loss = model, loss
         self.names = model.names
         self.order = model.nodes
@@ -219,6 +219,6 @@ class Lowering:
         return plan
 
 
-def lower(model: Model, loss: Loss) -> Plan:
+def lower(model: Graph, loss: Loss) -> Plan:
     """Lower ``model`` trained with ``loss`` into a plan."""
     return Lowering(model, loss).lower()
