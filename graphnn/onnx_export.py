@@ -81,12 +81,16 @@ class _Builder:
             op_type, inputs, [out], name=self.node_names(f"{layer}_{op_type}"), **attrs))
         return out
 
-    def param(self, key: str) -> str:
+    def param(self, key: str, shape: tuple) -> str:
         """The initializer holding the graphnn parameter ``key`` ("dense.weight")."""
         if key not in self.params:
             raise ValueError(f"the model has no parameter {key!r}; its parameters are "
                              f"{', '.join(self.params) or 'none'}")
-        return self._initializer(key, np.asarray(self.params[key]), f"graphnn parameter {key}")
+        value = np.asarray(self.params[key])
+        if value.shape != tuple(shape):
+            raise ValueError(f"parameter {key!r} has shape {value.shape}, the graph "
+                             f"needs {tuple(shape)}")
+        return self._initializer(key, value, f"graphnn parameter {key}")
 
     def const(self, value: float) -> str:
         """A scalar constant in the model's dtype (shared by every node that uses it)."""
@@ -136,9 +140,10 @@ ACTIVATIONS = {
 
 def _dense(b: _Builder, node: Dense, layer: str, ins: list[str]) -> str:
     """y = act(x @ W + b): one Gemm (W is (in, out), as in ONNX), then the activation."""
-    operands = [ins[0], b.param(f"{layer}.weight")]
+    shapes = node.param_shapes([node.inputs[0].width])
+    operands = [ins[0], b.param(f"{layer}.weight", shapes["weight"])]
     if node.use_bias:
-        operands.append(b.param(f"{layer}.bias"))
+        operands.append(b.param(f"{layer}.bias", shapes["bias"]))
     return ACTIVATIONS[node.activation](b, b.op("Gemm", operands, layer), layer)
 
 

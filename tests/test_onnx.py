@@ -290,12 +290,15 @@ def test_bad_opset(opset, tmp_path):
 
 
 @needs_onnx
-def test_bad_dtype_and_missing_parameter():
+def test_bad_dtype_and_missing_or_misshapen_parameter():
     model, params = tiny()
     with pytest.raises(ValueError, match="float32 or float64"):
         onnx_export.to_model(model, params, np.float16)
     with pytest.raises(ValueError, match="no parameter 'dense.bias'"):
         onnx_export.to_model(model, {"dense.weight": params["dense.weight"]}, np.float32)
+    with pytest.raises(ValueError, match=r"'dense.weight' has shape \(2, 3\), the graph needs \(3, 2\)"):
+        onnx_export.to_model(model, {**params, "dense.weight": params["dense.weight"].T},
+                             np.float32)
 
 
 def test_missing_onnx_names_the_install_command(monkeypatch):
