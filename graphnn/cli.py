@@ -3,6 +3,7 @@
     graphnn train [RUN.toml] [--set key=value ...] [--out DIR]
     graphnn eval CHECKPOINT --data RUN.toml|FILE
     graphnn predict CHECKPOINT INPUT.npy|INPUT.csv [--out preds.npy]
+    graphnn export CHECKPOINT --onnx OUT.onnx
     graphnn info
     graphnn source RUN.toml          graphnn summary RUN.toml
     graphnn bench [args]             (benchmarks/compare.py of a source checkout)
@@ -355,6 +356,44 @@ def cmd_predict(args) -> int:
 
 
 # ---------------------------------------------------------------------------------------
+# export
+# ---------------------------------------------------------------------------------------
+
+def cmd_export(args) -> int:
+    """The checkpoint's inference graph as an ONNX file (graphnn/onnx_export.py)."""
+    from .onnx_export import require_onnx
+    try:
+        require_onnx()                   # before the checkpoint compiles
+    except ImportError as e:
+        raise UsageError(str(e)) from None
+    net = _load_checkpoint(args.checkpoint)
+    path = Path(args.onnx)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        model = net.to_onnx(path, opset=args.opset)
+    except ValueError as e:
+        raise UsageError(f"cannot export {args.checkpoint} to ONNX: {e}") from None
+    graph = model.graph
+    print(f"wrote {path}: ONNX opset {model.opset_import[0].version}, input "
+          f"{graph.input[0].name!r} (batch, {net.model.input.width}) {net.dtype.name}, output "
+          f"{graph.output[0].name!r} (batch, {net.model.output.width}), {len(graph.node)} nodes")
+    return EXIT_OK
+
+
+def _add_export_parser(sub) -> None:
+    x = sub.add_parser("export", help="write a checkpoint's inference graph as an ONNX file",
+                       description="Write the inference graph of a saved model (Dropout left "
+                                   "out, a final softmax/sigmoid kept) as an ONNX model with a "
+                                   "dynamic batch dimension. Needs: pip install \"graphnn[onnx]\"")
+    x.add_argument("checkpoint", metavar="CHECKPOINT")
+    x.add_argument("--onnx", required=True, metavar="OUT.onnx", help="the ONNX file to write")
+    x.add_argument("--opset", type=int, default=None, metavar="N",
+                   help="ONNX operator set, 13 or later (default 17, or 20 when a gelu needs "
+                        "the Gelu operator)")
+    x.set_defaults(func=cmd_export)
+
+
+# ---------------------------------------------------------------------------------------
 # source, summary
 # ---------------------------------------------------------------------------------------
 
@@ -574,6 +613,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="save the predicted class (argmax) instead of the raw outputs")
     _data_file_options(r, labels=False)
     r.set_defaults(func=cmd_predict)
+
+    _add_export_parser(sub)
 
     i = sub.add_parser("info", help="versions, CPU, BLAS, threads, CUDA, compile cache")
     i.set_defaults(func=cmd_info)

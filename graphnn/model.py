@@ -31,6 +31,12 @@ class CompiledModel(Engine):
         """Write a checkpoint (graph, parameters, optimizer state, dtype) atomically."""
         io.save(self, path)
 
+    def to_onnx(self, path, opset: int | None = None):
+        """Write the inference graph (Dropout left out) as an ONNX file; returns the
+        ``onnx.ModelProto``.  Needs ``pip install "graphnn[onnx]"``; see ``graphnn.onnx_export``."""
+        from . import onnx_export
+        return onnx_export.export(self, path, opset=opset)
+
 
 def load(path) -> CompiledModel:
     """Rebuild the compiled model saved in ``path``: same outputs, and ``fit`` resumes exactly."""

@@ -101,6 +101,8 @@ def forward_all(model, params, X):
             outs[node] = total
         elif isinstance(node, gn.Concatenate):
             outs[node] = np.concatenate(ins, axis=1)
+        elif isinstance(node, gn.Dropout):          # predict: the identity
+            outs[node] = ins[0]
         else:
             raise TypeError(f"reference: unknown node type {type(node).__name__}")
     return outs, pre
