@@ -630,7 +630,7 @@ def check_hostile_names():
         return gn.Model(x, gn.Dense(2, name=names[3])(h), name=name)
     # the CPU oracle with plain names (the CPU backend's own handling of names is tested
     # in its tests); parameters are compared in order
-    detail = _pair(build, build_cpu=lambda: build("plain", (None,) * 4))
+    detail = _pair(build, build_cpu=lambda: build("plain", (None,) * 4), rows=6, batch_size=3)
     net = build().compile(loss="cross_entropy", device="cuda")
     for text in (hostile, long_name, "Zq_in", "Zq_drop", "Zq_out"):
         assert text not in net.source(), text[:30]
@@ -653,7 +653,7 @@ def check_width_variants():
             return gn.Model(x, gn.Dense(k, activation="softmax")(c))
         return make
     shapes = ((3, 4, 2, 0.5, 2), (5, 2, 3, 0.2, 3))
-    details = [_pair(build(*v), epochs=2, rows=12, optimizer=lambda: gn.Adam(lr=0.01))
+    details = [_pair(build(*v), rows=6, batch_size=3, optimizer=lambda: gn.Adam(lr=0.01))
                for v in shapes]
     nets = [build(*v)().compile(loss="cross_entropy", device="cuda") for v in shapes]
     a, b = (n.backend for n in nets)

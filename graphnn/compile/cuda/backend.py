@@ -21,7 +21,8 @@ from .module import CudaModule
 
 INSTALL_HINT = "pip install graphnn[cuda]"
 
-# sha256 of a module's source -> {kernel name: its numba-cuda kernel object}
+# sha256 of a module's source -> a namespace of that source whose kernels every module
+# of that source launches (its host functions are never called)
 _KERNELS: dict[str, dict] = {}
 
 
@@ -38,14 +39,16 @@ def load(source: str, layout: dict | None = None) -> dict:
 
 
 def share_kernels(namespace: dict, names, source: str) -> None:
-    """Replace the module's kernels by those of an earlier module with the same source, if
-    any (kernels read no layout global, so they are interchangeable); else record them."""
-    shared = _KERNELS.setdefault(hashlib.sha256(source.encode()).hexdigest(), {})
+    """Point the module's kernels at the process's one copy for this source: kernels read
+    no layout global, so every module of the same source can launch the same kernel
+    objects.  That copy lives in a namespace of its own, which no model's state (bound
+    views, device accumulators) ever enters, so sharing keeps no model alive."""
+    digest = hashlib.sha256(source.encode()).hexdigest()
+    library = _KERNELS.get(digest)
+    if library is None:
+        library = _KERNELS[digest] = load(source)
     for name in names:
-        if name in shared:
-            namespace[name] = shared[name]
-        else:
-            shared[name] = namespace[name]
+        namespace[name] = library[name]
 
 
 def import_cuda():

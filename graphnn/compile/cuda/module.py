@@ -388,8 +388,8 @@ class CudaModule(KernelLibrary):
             w('offset and shape)."""')
             w("offset, shape = PARAMS[k]")
             w("size = shape[0] * shape[1] if len(shape) == 2 else shape[0]")
-            w("view = flat[offset:offset + size]")
-            w("return view.reshape(shape) if len(shape) == 2 else view")
+            w("part = flat[offset:offset + size]")
+            w("return part.reshape(shape) if len(shape) == 2 else part")
         w()
         w()
         with w.block("def bind(params, grads, arena, n):"):
@@ -426,7 +426,8 @@ class CudaModule(KernelLibrary):
             with w.block("if hit is None or hit[0] is not xbuf or hit[1] is not ybuf or hit[2] is not wbuf:"):
                 w("for old in [k for k, e in _batches.items() if e[0] is not xbuf]:")
                 w("    del _batches[old]")
-                ty = "ybuf[:n]" if self.labels else "ybuf[:n * LOGITS_WIDTH].reshape(n, LOGITS_WIDTH)"
+                ty = ("ybuf[:n]" if self.labels else
+                      "ybuf[:n * LOGITS_WIDTH].reshape(n, LOGITS_WIDTH)")
                 w(f"hit = _batches[key] = (xbuf, ybuf, wbuf, xbuf[:n * d].reshape(n, d), {ty},")
                 w("                       wbuf[:n] if wbuf.size else wbuf)")
             w("return hit[3], hit[4], hit[5]")
@@ -474,6 +475,7 @@ class CudaModule(KernelLibrary):
         self.k_copy(False)
         cols = "d" if self.labels else "max(d, LOGITS_WIDTH)"
         schedule = self.optimizer.schedule
+        opt_name = _word(type(self.optimizer).__name__, "the optimizer")
         w("# " + "-" * 30 + " loss, update, step " + "-" * 30)
         w()
         if schedule.per_step:
@@ -495,7 +497,7 @@ def batch_loss(v, z, y, w, out, slot):
 
 
 def update(params, grads, state, lr, step):
-    \"\"\"{_word(type(self.optimizer).__name__, "the optimizer")} on the whole flat parameter buffer (one launch).\"\"\"
+    \"\"\"{opt_name} on the whole flat parameter buffer (one launch).\"\"\"
     launch_flat("apply_update", params.size)(params, grads, state, real(lr), step)
 
 
