@@ -13,6 +13,9 @@ simulator's environment variable never leaks into other tests:
 * ``gpu``: with GRAPHNN_TEST_GPU=1, the whole-graph checks on a real GPU;
 * ``nodevice``: device="cuda" with neither simulator nor GPU raises a ValueError saying why.
 
+In this process, generation only: the source's shape, that no model or layer name reaches it
+(hostile names), and that width variants of an architecture give one source.
+
 Cost: about 20-40 s of wall time on two cores (the subprocesses run side by side).
 """
 from __future__ import annotations
@@ -271,6 +274,11 @@ def test_no_user_name_enters_the_source(tmp_path):
     for name in HOSTILE[:-1]:
         with pytest.raises(ValueError, match="name"):
             gn.Dense(2, name=name)
+    # the kernel library takes activation names from the fixed table only
+    mod = gc.CudaModule(lower(_mlp(3, 2), check_loss("mse")), gn.SGD(lr=0.1), np.float32)
+    for bad in ('x"""', "relu(x)\nimport os"):
+        with pytest.raises(ValueError, match="unknown activation"):
+            mod.k_bias_act(bad, True)
     assert not (tmp_path / "PWNED").exists() and not os.path.exists("PWNED")
 
 
@@ -324,3 +332,5 @@ def test_bad_tile_is_refused():
         gc.Config(big=gc.Tile(64, 64, 16, 3, 4)).check()
     with pytest.raises(ValueError, match="power of two"):
         gc.Config(block=100).check()
+    with pytest.raises(ValueError, match="positive integers"):
+        gc.Config(big=gc.Tile(64, 64, 16, "4", 4)).check()

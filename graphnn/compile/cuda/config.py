@@ -25,6 +25,9 @@ class Tile:
         return self.bn // self.tn, self.bm // self.tm
 
     def check(self):
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                   for v in (self.bm, self.bn, self.bk, self.tm, self.tn)):
+            raise ValueError(f"bad matrix-product tile {self}: sizes must be positive integers")
         tx, ty = self.threads
         t = tx * ty
         ok = (self.bm % self.tm == 0 and self.bn % self.tn == 0 and t <= 1024
@@ -45,9 +48,12 @@ class Config:
     block: int = 256
 
     def check(self):
+        if not isinstance(self.big, Tile) or not isinstance(self.small, Tile):
+            raise ValueError(f"Config.big and Config.small must be Tiles, got {self}")
         self.big.check()
         self.small.check()
-        if self.block < 1 or self.block & (self.block - 1) or self.block > 1024:
+        if (not isinstance(self.block, int) or self.block < 1 or self.block & (self.block - 1)
+                or self.block > 1024):
             raise ValueError(f"Config.block must be a power of two <= 1024, got {self.block}")
         return self
 

@@ -320,10 +320,12 @@ def wsum(w, out):
 
     def k_update(self) -> str:
         opt = self.optimizer
+        label = type(opt).__name__
+        label = label if _IDENT.fullmatch(label.lower()) else "the optimizer"
         return self._add("apply_update", f'''
 @cuda.jit
 def apply_update(params, grads, state, lr, step):
-    """{type(opt).__name__} on the whole flat parameter buffer: a thread per parameter
+    """{label} on the whole flat parameter buffer: a thread per parameter
     (grid-stride)."""
     for i in range(cuda.grid(1), params.size, cuda.gridsize(1)):
         {opt.name}_update(i, params, grads, state, lr, step)''', "VVVRI")
