@@ -162,9 +162,9 @@ class CudaModule(KernelLibrary):
         if isinstance(s, ir.Sum):
             return f"{r(s.out)} = " + " + ".join(r(b) for b in s.ins)
         if isinstance(s, ir.Copy):
-            return f"{r(s.out)} {eq} columns {offset}: of {r(s.src)}"
+            return f"{r(s.out)} {eq} columns {offset}.. of {r(s.src)}"
         if isinstance(s, ir.Place):
-            return f"columns {offset}: of {r(s.out)} = {r(s.src)}"
+            return f"columns {offset}.. of {r(s.out)} = {r(s.src)}"
         if isinstance(s, ir.Softmax):
             return f"{r(s.out)} = softmax({r(s.x)}) over each row"
         if isinstance(s, ir.SoftmaxGrad):
@@ -177,7 +177,11 @@ class CudaModule(KernelLibrary):
         return type(s).__name__
 
     def _offset(self, col0: int) -> str:
-        """A column offset (Copy, Place) as a layout entry: OFFSETS[k]."""
+        """A column offset (Copy, Place): 0 as it is (an Add's copies, a concatenation's first
+        input: 0 whatever the widths), any other as a layout entry OFFSETS[k] (a sum of
+        widths, never 0)."""
+        if col0 == 0:
+            return "0"
         k = len(self.layout["OFFSETS"])
         self.layout["OFFSETS"].append(int(col0))
         return f"OFFSETS[{k}]"
@@ -439,13 +443,13 @@ class CudaModule(KernelLibrary):
         self._pass(w, "forward", "v, x", p.forward, p.output,
                    "The graph's output for the rows of x (inference).")
         if p.fused or p.dropout:
-            why = ", ".join((["stops at the logits (the output activation is fused into "
-                              "the loss)"] if p.fused else [])
+            why = ", ".join((["stops at the logits (the output activation is fused\n    "
+                              "into the loss)"] if p.fused else [])
                             + (["dropout active when training"] if p.dropout else []))
             self._pass(w, "forward_logits", "v, x, training, key, row0", p.train_forward,
-                       p.logits, f"Forward pass as the loss sees it: {why}; `key` seeds "
-                       "dropout,\n    row0 is the first row's index in the whole data (0 "
-                       "but in data-parallel training).")
+                       p.logits, f"Forward pass as the loss sees it: {why}.\n    `key` "
+                       "seeds dropout; row0 is the first row's index in the whole data (0\n"
+                       "    but in data-parallel training).")
         else:
             with w.block("def forward_logits(v, x, training, key, row0):"):
                 w('"""Forward pass as the loss sees it: the same as forward() for this graph."""')
