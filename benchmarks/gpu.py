@@ -228,6 +228,7 @@ def main(argv=None) -> int:
     if root not in sys.path:
         sys.path.insert(0, root)
     from graphnn.compile import cuda as gc
+    from graphnn.compile.cuda import config as cuda_config
     try:
         cuda, simulated = gc.import_cuda()
     except ValueError as e:
@@ -235,7 +236,7 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     if simulated:
-        gc.CONFIG = gc.Config(big=gc.Tile(4, 4, 4, 2, 2), small=gc.Tile(2, 2, 2, 1, 1), block=8)
+        cuda_config.CONFIG = gc.Config(big=gc.Tile(4, 4, 4, 2, 2), small=gc.Tile(2, 2, 2, 1, 1), block=8)
     info = device_info(cuda, simulated)
     nets = SIM_NETS if simulated else NETS
     repeats = 1 if (args.quick or simulated) else 3

@@ -23,9 +23,9 @@ import traceback
 SIM_CHECKS = ["matmul", "matmul_default_tiles", "activations", "elementwise", "rowwise",
               "losses", "optimizers", "gather_clear_wsum", "dropout", "float64_kernels",
               "train_mlp", "train_graph", "train_weighted_mse", "train_float64", "launch_count",
-              "divergence", "train_dropout"]
+              "divergence", "train_dropout", "hostile_names", "width_variants"]
 GPU_CHECKS = ["train_mlp", "train_graph", "train_weighted_mse", "train_float64", "train_wide",
-              "launch_count", "divergence", "train_dropout"]
+              "launch_count", "divergence", "train_dropout", "width_variants"]
 
 # -- shared set-up ------------------------------------------------------------------------
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -59,7 +59,7 @@ def load_module(mod, dtype):
     from numba import cuda
     from graphnn.compile import cuda as gc
     np = _np()
-    ns = gc.load(mod.source(), "checks")
+    ns = gc.load(mod.source(), mod.layout)
     ns["SIMULATOR"] = bool(os.environ.get("NUMBA_ENABLE_CUDASIM") == "1")
     ns["HITS"] = cuda.device_array(1, np.int64)
     ns["ERRS"] = cuda.device_array(2, dtype)
@@ -460,9 +460,25 @@ def check_gather_clear_wsum():
     return "gather x2, gather_weighted x2, wsum, clear"
 
 
+def _uniform_ref(key, rows, cols):
+    """uniform(key, i, j) for the given rows and columns, by a plain Python copy of the
+    integer hash that ops/dropout.py documents (not the generated code)."""
+    np = _np()
+    out = np.empty((len(rows), len(cols)))
+    for a, i in enumerate(rows):
+        for b, j in enumerate(cols):
+            h = (key ^ (i * 0x9E3779B1) ^ (j * 0x85EBCA77)) & 0xFFFFFFFF
+            h = ((h ^ (h >> 16)) * 0x7FEB352D) & 0xFFFFFFFF
+            h = ((h ^ (h >> 15)) * 0x846CA68B) & 0xFFFFFFFF
+            h = h ^ (h >> 16)
+            out[a, b] = (h >> 8) * 2.0 ** -24
+    return out
+
+
 def check_dropout():
     """The dropout mask: values 0 or 1/(1-rate), out = x * mask, about 1-rate kept, the same
-    for the same key and not for another."""
+    for the same key and not for another; the mask of row i is drawn for row row0 + i
+    (data-parallel shards), checked against a Python copy of the hash."""
     np = _np()
     from numba import cuda
     dtype = np.float32
@@ -473,12 +489,14 @@ def check_dropout():
     n, w, rate = 40, 8, 0.25
     x = rng.normal(size=(n, w)).astype(dtype)
     masks = []
-    for key in (11, 11, 12):
+    for key, row0 in ((11, 0), (11, 0), (12, 0), (11, 7)):
         out, mask = cuda.device_array((n, w), dtype), cuda.device_array((n, w), dtype)
         ns["launch_ew"]("dropout", n, w)(out, cuda.to_device(x), mask, dtype(rate),
-                                        dtype(1 / (1 - rate)), key)
+                                        dtype(1 / (1 - rate)), key, row0)
         m = mask.copy_to_host()
         masks.append(m)
+        want = (_uniform_ref(key, range(row0, row0 + n), range(w)) >= rate) / (1 - rate)
+        close(m, want, f"mask (key {key}, row0 {row0}) vs the hash")
         assert set(np.unique(m)) <= {0.0, dtype(1 / (1 - rate))}, "mask values"
         close(out.copy_to_host(), x * m, "dropout out = x * mask")
         kept = (m > 0).mean()
@@ -499,13 +517,14 @@ def check_float64_kernels():
 
 # -- whole-graph checks (simulator or GPU) -------------------------------------------------
 def _pair(build, rtol=1e-5, atol=1e-6, epochs=1, batch_size=4, rows=10, loss="cross_entropy",
-          optimizer=None, dtype="float32", weights=False, seed=0):
-    """Train the same graph with device='cuda' and device='cpu'; compare everything."""
+          optimizer=None, dtype="float32", weights=False, seed=0, build_cpu=None):
+    """Train the same graph with device='cuda' and device='cpu' (built by ``build_cpu`` if
+    given); compare everything."""
     np = _np()
     import graphnn as gn
     opt = optimizer or (lambda: gn.SGD(lr=0.1))
     gpu = build().compile(loss=loss, optimizer=opt(), seed=seed, dtype=dtype, device="cuda")
-    cpu = build().compile(loss=loss, optimizer=opt(), seed=seed, dtype=dtype, device="cpu")
+    cpu = (build_cpu or build)().compile(loss=loss, optimizer=opt(), seed=seed, dtype=dtype, device="cpu")
     rng = np.random.default_rng(seed + 10)
     d = gpu.model.input.width
     k = gpu.model.output.width
@@ -521,16 +540,18 @@ def _pair(build, rtol=1e-5, atol=1e-6, epochs=1, batch_size=4, rows=10, loss="cr
     lg, gg = gpu.loss_and_grads(X, y)
     lc, gc_ = cpu.loss_and_grads(X, y)
     close(lg, lc, "loss_and_grads loss", rtol, atol)
-    for name in gg:
-        close(gg[name], gc_[name], f"loss_and_grads {name}", rtol, atol)
+    assert len(gg) == len(gc_)
+    for (name, g1), g2 in zip(gg.items(), gc_.values()):     # in parameter order
+        close(g1, g2, f"loss_and_grads {name}", rtol, atol)
     hg = gpu.fit(X, y, epochs=epochs, batch_size=batch_size, **kw)
     hc = cpu.fit(X, y, epochs=epochs, batch_size=batch_size, **kw)
     for key in hc.history:
         close(hg.history[key], hc.history[key], f"history {key}", rtol, atol)
     pg, pc = gpu.get_params(), cpu.get_params()
-    for name in pc:
-        assert pg[name].dtype == np.dtype(dtype), f"{name} dtype {pg[name].dtype}"
-        close(pg[name], pc[name], f"parameter {name} after {gpu.step} steps", rtol, atol)
+    assert len(pg) == len(pc)
+    for (name, p1), p2 in zip(pg.items(), pc.values()):
+        assert p1.dtype == np.dtype(dtype), f"{name} dtype {p1.dtype}"
+        close(p1, p2, f"parameter {name} after {gpu.step} steps", rtol, atol)
     eg, ec = gpu.evaluate(X, y), cpu.evaluate(X, y)
     for key in ec:
         close(eg[key], ec[key], f"evaluate {key}", rtol, atol)
@@ -589,6 +610,58 @@ def check_train_dropout():
         h = gn.Dropout(0.3)(gn.Dense(6, activation="relu")(x))
         return gn.Model(x, gn.Dense(2)(gn.Dropout(0.5)(gn.Dense(5, activation="tanh")(h))))
     return _pair(build, epochs=2, rows=12)
+
+
+def check_hostile_names():
+    """A model named with quotes, triple quotes, newlines, a shell command and 10 kB, and
+    layers with long distinctive names: trains on the device like the CPU (whose model
+    is built with a plain name), its source holds none of the names, no file appears."""
+    import graphnn as gn
+    import tempfile
+    where = tempfile.mkdtemp()
+    mark = os.path.join(where, "PWNED")
+    hostile = (f'x"""; __import__("os").system("touch {mark}"); """\n\\ {{}} caf\u00e9 \'\'\''
+               + "n" * 10240)
+    long_name = "Zq" + "y" * 10238
+
+    def build(name=hostile, names=("Zq_in", "Zq_drop", long_name, "Zq_out")):
+        x = gn.Input(3, name=names[0])
+        h = gn.Dropout(0.3, name=names[1])(gn.Dense(4, activation="tanh", name=names[2])(x))
+        return gn.Model(x, gn.Dense(2, name=names[3])(h), name=name)
+    # the CPU oracle with plain names (the CPU backend's own handling of names is tested
+    # in its tests); parameters are compared in order
+    detail = _pair(build, build_cpu=lambda: build("plain", (None,) * 4), rows=6, batch_size=3)
+    net = build().compile(loss="cross_entropy", device="cuda")
+    for text in (hostile, long_name, "Zq_in", "Zq_drop", "Zq_out"):
+        assert text not in net.source(), text[:30]
+    assert not os.path.exists(mark), "the name ran"
+    return detail
+
+
+def check_width_variants():
+    """Two width variants (input, hidden, concatenation offsets, output, dropout rate) of
+    one architecture: identical source, the same kernel objects (compiled once), and
+    each trains like the CPU backend."""
+    import graphnn as gn
+
+    def build(d, w1, w2, rate, k):
+        def make():
+            x = gn.Input(d)
+            h = gn.Dense(w1, activation="tanh")(x)
+            r = gn.Add()([h, gn.Dense(w1, activation="relu")(h)])
+            c = gn.Concatenate()([r, gn.Dropout(rate)(gn.Dense(w2, activation="gelu")(h))])
+            return gn.Model(x, gn.Dense(k, activation="softmax")(c))
+        return make
+    shapes = ((3, 4, 2, 0.5, 2), (5, 2, 3, 0.2, 3))
+    details = [_pair(build(*v), rows=6, batch_size=3, optimizer=lambda: gn.Adam(lr=0.01))
+               for v in shapes]
+    nets = [build(*v)().compile(loss="cross_entropy", device="cuda") for v in shapes]
+    a, b = (n.backend for n in nets)
+    assert a.source == b.source, "width variants gave different sources"
+    assert a.module.layout != b.module.layout
+    for name in a.module.kernels:
+        assert a.kernels[name] is b.kernels[name], f"kernel {name} not shared"
+    return "; ".join(details) + f"; {len(a.module.kernels)} kernels shared"
 
 
 def check_train_float64():
@@ -685,8 +758,8 @@ def mode_sim():
         from numba.core import config
         config.reload_config()
     sys.setswitchinterval(5e-4)        # the simulator's barriers: faster thread hand-offs
-    from graphnn.compile import cuda as gc
-    gc.CONFIG = tiny_config()
+    from graphnn.compile.cuda import config
+    config.CONFIG = tiny_config()
     _run(SIM_CHECKS)
 
 
@@ -791,7 +864,7 @@ def mode_ptx(cc_text):
     seen = {}
     for dtype in (np.float32, np.float64):
         for mod in covering_modules(gc.Config(), dtype):
-            ns = gc.load(mod.source(), "ptx")
+            ns = gc.load(mod.source(), mod.layout)
             tag = f"{np.dtype(dtype).name} {mod.plan.loss.name}/{mod.optimizer.name}"
             for name, k in mod.kernels.items():
                 key = (dtype, k.source)

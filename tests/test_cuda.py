@@ -13,6 +13,9 @@ simulator's environment variable never leaks into other tests:
 * ``gpu``: with GRAPHNN_TEST_GPU=1, the whole-graph checks on a real GPU;
 * ``nodevice``: device="cuda" with neither simulator nor GPU raises a ValueError saying why.
 
+In this process, generation only: the source's shape, that no model or layer name reaches it
+(hostile names), and that width variants of an architecture give one source.
+
 Cost: about 20-40 s of wall time on two cores (the subprocesses run side by side).
 """
 from __future__ import annotations
@@ -217,9 +220,11 @@ def test_source_reads_like_the_cpu_one():
     compile(src, "<generated>", "exec")                       # valid Python
     for text in ("real = np.float32", "@cuda.jit(device=True)\ndef relu(x):",
                  "def cross_entropy_row(z, labels, g, i, n):", "def sgd_update(",
-                 "# dense: Dense (relu) of input, 256 wide",
-                 "# dense_2: Dense of dense_1, 10 wide (backward)",
-                 'launch_mm("mm_nn_bias_relu", n, 256)(v.h_dense, x, v.dense_W, v.dense_b)',
+                 "# node 1: Dense (relu) of node 0\n",
+                 "# node 3: Dense (linear) of node 2 (backward)\n",
+                 "# h1 = x @ W1;  h1 = relu(h1 + b1)   (in the product's epilogue)\n",
+                 'launch_mm("mm_nn_bias_relu", *v.h1.shape)(v.h1, x, v.W1, v.b1)',
+                 "# dW3 = h2^T @ d3\n", "v.W2 = param(params, 2)   # node 2 (Dense) weight",
                  "def train_epoch(", "def predict(", "def evaluate(", "def loss_and_grads("):
         assert text in src, text
     # the shared scalar sources are pasted in, not restated
@@ -231,6 +236,81 @@ def test_source_reads_like_the_cpu_one():
     assert mod.launches_per_step == 14
     # float32 kernels use typed constants only
     assert "real(0.5)" in src or "half = real(0.5)" in src
+
+
+# -- no name enters the generated source (issue 9) --------------------------------------------
+HOSTILE = ['x"""', "'''; import os; '''", '"""; __import__("os").system("touch PWNED"); """',
+           "a\nb = 1\n", "back\\slash\\", "{}{0}{name}", "caf\u00e9 \u6a21\u578b \u202e",
+           "\x00nul", "n" * 10240]
+
+
+def test_no_user_name_enters_the_source(tmp_path):
+    """Hostile model names, distinctive node names and a graph rebuilt from a crafted
+    checkpoint header: the source never contains them, compiles, and names no file."""
+    import graphnn as gn
+    from graphnn.compile import cuda as gc
+    from graphnn.compile.plan import lower
+    from graphnn.io import build_graph, describe_graph
+    from graphnn.ops.losses import check_loss
+    node_names = ["secretinput", "Zq_first_layer_x", "Zq_branch", "Zq_drop", "Zq_cat",
+                  "Zq" + "y" * 10238]                              # 10 kB, still a valid name
+    for name in HOSTILE:
+        x = gn.Input(3, name=node_names[0])
+        h = gn.Dense(4, activation="tanh", name=node_names[1])(x)
+        r = gn.Dense(4, activation="relu", name=node_names[2])(h)
+        c = gn.Concatenate(name=node_names[4])([r, gn.Dropout(0.5, name=node_names[3])(h)])
+        model = gn.Model(x, gn.Dense(2, activation="softmax", name=node_names[5])(c), name=name)
+        desc = describe_graph(model)
+        desc["name"] = name
+        for m in (model, build_graph(desc)):
+            src = gc.CudaModule(lower(m, check_loss("cross_entropy")), gn.Adam(lr=0.01),
+                                np.float32).source()
+            compile(src, "<generated>", "exec")
+            assert name not in src and repr(name) not in src, name[:40]
+            for node in node_names:
+                assert node not in src, node
+            assert src.isascii()
+    # names that are not identifiers are refused where they come in, with a ValueError
+    for name in HOSTILE[:-1]:
+        with pytest.raises(ValueError, match="name"):
+            gn.Dense(2, name=name)
+    # the kernel library takes activation names from the fixed table only
+    mod = gc.CudaModule(lower(_mlp(3, 2), check_loss("mse")), gn.SGD(lr=0.1), np.float32)
+    for bad in ('x"""', "relu(x)\nimport os"):
+        with pytest.raises(ValueError, match="unknown activation"):
+            mod.k_bias_act(bad, True)
+    assert not (tmp_path / "PWNED").exists() and not os.path.exists("PWNED")
+
+
+# -- one source per architecture (issue 10) ---------------------------------------------------
+def _variant(d, w1, w2, rate, k=3):
+    import graphnn as gn
+    x = gn.Input(d)
+    h = gn.Dense(w1, activation="tanh")(x)
+    r = gn.Add()([h, gn.Dense(w1, activation="relu")(h)])
+    c = gn.Concatenate()([r, gn.Dropout(rate)(gn.Dense(w2, activation="gelu")(h))])
+    return gn.Model(x, gn.Dense(k, activation="softmax")(c))
+
+
+def test_width_variants_share_one_source():
+    """Widths, input width, output width and dropout rate change the layout only."""
+    import graphnn as gn
+    from graphnn.compile import cuda as gc
+    from graphnn.compile.plan import lower
+    from graphnn.ops.losses import check_loss
+    mods = [gc.CudaModule(lower(_variant(*v), check_loss("cross_entropy")), gn.Adam(lr=0.01),
+                          np.float32) for v in ((3, 4, 5, 0.5), (784, 256, 100, 0.1, 10))]
+    assert mods[0].source() == mods[1].source()
+    assert mods[0].layout != mods[1].layout
+    lay = mods[1].layout
+    assert lay["DROPOUT"] == ((0.1, 1 / 0.9),) and lay["LOGITS_WIDTH"] == 10
+    assert lay["OFFSETS"] and 256 in lay["OFFSETS"]          # the concatenation's offset
+    plan = mods[1].plan
+    assert lay["PARAMS"] == tuple((p.offset, p.shape) for p in plan.params)
+    # another structure, another source
+    other = gc.CudaModule(lower(_mlp(3, 4, 2), check_loss("cross_entropy")), gn.Adam(lr=0.01),
+                          np.float32)
+    assert other.source() != mods[0].source()
 
 
 def test_float64_source_and_all_instructions():
@@ -252,3 +332,5 @@ def test_bad_tile_is_refused():
         gc.Config(big=gc.Tile(64, 64, 16, 3, 4)).check()
     with pytest.raises(ValueError, match="power of two"):
         gc.Config(block=100).check()
+    with pytest.raises(ValueError, match="positive integers"):
+        gc.Config(big=gc.Tile(64, 64, 16, "4", 4)).check()
