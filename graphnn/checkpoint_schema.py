@@ -149,13 +149,21 @@ def check_metadata(meta: dict, graph_cls=Graph) -> dict:
 
 def _json(meta: dict, key: str):
     try:
-        return json.loads(meta[key], parse_constant=_no_constant)
+        return json.loads(meta[key], parse_constant=_no_constant, parse_float=finite_float)
     except (ValueError, RecursionError) as e:
         _fail(key, f"is not valid JSON ({e})")
 
 
 def _no_constant(name):
     raise ValueError(f"{name} is not allowed")
+
+
+def finite_float(text: str) -> float:
+    """A JSON number as a float; ``1e400`` (infinite as a float) is refused."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:30]} is out of range")
+    return value
 
 
 def _int_in(value, low: int, high: int) -> bool:

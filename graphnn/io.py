@@ -41,7 +41,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .checkpoint_schema import (DTYPES, FORMAT_VERSION, CheckpointError, build_graph,
-                                check_metadata, describe_graph, describe_optimizer)
+                                check_metadata, describe_graph, describe_optimizer,
+                                finite_float)
 from .compile.plan import lower
 from .graph import Graph
 from .ops.losses import check_loss
@@ -72,7 +73,8 @@ def _split(data: bytes, where: str, error=CheckpointError) -> tuple[dict, memory
         raise error(f"{where}: its header length field says {n} bytes, the file has "
                     f"{len(data)} (truncated, or not a safetensors file)")
     try:
-        header = json.loads(bytes(data[8:8 + n]).decode("utf-8"), parse_constant=_no_nan)
+        header = json.loads(bytes(data[8:8 + n]).decode("utf-8"), parse_constant=_no_nan,
+                            parse_float=finite_float)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise error(f"{where}: its header is not valid JSON (corrupted or truncated?)") from None
     if not isinstance(header, dict):
@@ -352,7 +354,7 @@ def write_atomic(path, data: bytes) -> None:
                 fcntl.flock(f.fileno(), fcntl.LOCK_EX)
             f.write(data)
             f.flush()
-            if keep_mode is not None:
+            if keep_mode is not None and hasattr(os, "fchmod"):
                 os.fchmod(f.fileno(), keep_mode)
             os.fsync(f.fileno())
             os.replace(tmp, path)                    # still locked: never looks stale

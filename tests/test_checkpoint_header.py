@@ -141,6 +141,9 @@ CASES = {
     "unknown schedule": (_schedule({"type": "os.system", "initial": 0.1}), "optimizer.lr.type"),
     "schedule bad state": (_schedule({**PLATEAU, "bad_epochs": -1}), "optimizer.lr.bad_epochs"),
     "schedule best nan": (_schedule({**PLATEAU, "best": "nan"}), "optimizer.lr.best"),
+    "schedule lr 1e400": (lambda h, b: h["__metadata__"].update(optimizer=json.dumps(
+        {"name": "SGD", "lr": PLATEAU, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0}
+    ).replace('"lr": 0.1, "best"', '"lr": 1e400, "best"')), "optimizer"),
     "schedule attr": (_schedule({**PLATEAU, "_fn": 1}), "optimizer.lr._fn"),
     "schedule arg type": (_schedule({**PLATEAU, "patience": "2"}), "optimizer.lr"),
     "unknown optimizer": (_edit_json("optimizer", lambda o: {**o, "name": "Lion"}),
