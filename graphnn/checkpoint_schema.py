@@ -211,8 +211,7 @@ def _arguments(cls, cfg: dict, field: str, skip: tuple) -> dict:
         default = p.default
         if isinstance(default, bool) and not isinstance(value, bool):
             _fail(f"{field}.{key}", f"must be true or false, got {_short(value)}")
-        if isinstance(default, (int, float)) and not isinstance(default, bool) and (
-                isinstance(value, bool) or not isinstance(value, (int, float))):
+        if _is_number(default) and not _is_number(value):
             _fail(f"{field}.{key}", f"must be a number, got {_short(value)}")
         if isinstance(default, tuple):
             if not isinstance(value, list):
@@ -229,42 +228,43 @@ def _construct(cls, field: str, *args, **kwargs):
         _fail(field, str(e))
 
 
-def _build_optimizer(cfg) -> Optimizer:
+def _is_number(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float))
+
+
+def _pick(cfg, field: str, kind_key: str, table: dict, first: str):
+    """The class, first argument and remaining fields of ``{kind_key: <name in table>,
+    first: value, ...}``."""
     if not isinstance(cfg, dict):
-        _fail("optimizer", f"must be an object, got {_short(cfg)}")
+        _fail(field, f"must be an object, got {_short(cfg)}")
     cfg = dict(cfg)
-    name = cfg.pop("name", None)
-    cls = OPTIMIZERS.get(name) if isinstance(name, str) else None
+    kind = cfg.pop(kind_key, None)
+    cls = table.get(kind) if isinstance(kind, str) else None
     if cls is None:
-        _fail("optimizer.name", f"{_short(name)} is not one of {', '.join(OPTIMIZERS)}")
-    if "lr" not in cfg:
-        _fail("optimizer.lr", "is missing")
-    lr = cfg.pop("lr")
+        _fail(f"{field}.{kind_key}", f"{_short(kind)} is not one of {', '.join(table)}")
+    if first not in cfg:
+        _fail(f"{field}.{first}", "is missing")
+    return cls, cfg.pop(first), cfg
+
+
+def _build_optimizer(cfg) -> Optimizer:
+    cls, lr, cfg = _pick(cfg, "optimizer", "name", OPTIMIZERS, "lr")
     lr = _build_schedule(lr) if isinstance(lr, dict) else lr
-    if not isinstance(lr, schedules.Schedule) and (isinstance(lr, bool)
-                                                  or not isinstance(lr, (int, float))):
+    if not isinstance(lr, schedules.Schedule) and not _is_number(lr):
         _fail("optimizer.lr", f"must be a number or a schedule object, got {_short(lr)}")
     return _construct(cls, "optimizer", lr, **_arguments(cls, cfg, "optimizer", ("lr",)))
 
 
 # running state a schedule keeps besides its constructor arguments: name -> check
 _SCHEDULE_STATE = {"ReduceOnPlateau": {
-    "lr": lambda v: not isinstance(v, bool) and isinstance(v, (int, float)) and v > 0,
-    "best": lambda v: v in ("inf", "-inf") or (not isinstance(v, bool)
-                                               and isinstance(v, (int, float))),
+    "lr": lambda v: _is_number(v) and v > 0,
+    "best": lambda v: v in ("inf", "-inf") or _is_number(v),
     "bad_epochs": lambda v: _int_in(v, 0, MAX_COUNT)}}
 
 
 def _build_schedule(cfg: dict):
-    cfg = dict(cfg)
-    kind = cfg.pop("type", None)
-    cls = SCHEDULE_TYPES.get(kind) if isinstance(kind, str) else None
-    if cls is None:
-        _fail("optimizer.lr.type", f"{_short(kind)} is not one of {', '.join(SCHEDULE_TYPES)}")
-    if "initial" not in cfg:
-        _fail("optimizer.lr.initial", "is missing")
-    initial = cfg.pop("initial")
-    state_checks = _SCHEDULE_STATE.get(kind, {})
+    cls, initial, cfg = _pick(cfg, "optimizer.lr", "type", SCHEDULE_TYPES, "initial")
+    state_checks = _SCHEDULE_STATE.get(cls.__name__, {})
     state = {k: cfg.pop(k) for k in list(cfg) if k in state_checks}
     sched = _construct(cls, "optimizer.lr", initial,
                        **_arguments(cls, cfg, "optimizer.lr", ("lr",)))

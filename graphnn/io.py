@@ -351,7 +351,10 @@ def write_atomic(path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             if fcntl is not None:
-                fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+                try:
+                    fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+                except OSError:                      # no locks here: the age test remains
+                    pass
             f.write(data)
             f.flush()
             if keep_mode is not None and hasattr(os, "fchmod"):

@@ -227,11 +227,12 @@ def test_stale_temporaries_of_killed_savers_are_removed(tmp_path):
 
 
 def test_schedule_state_round_trips(tmp_path, data):
-    """ReduceOnPlateau keeps its running state (best = inf at the start: written as "inf")."""
+    """ReduceOnPlateau keeps its running state (best = inf at the start: written as "inf");
+    a float64 model's tensors are F64."""
     x = gn.Input(5)
     sched = gn.schedules.ReduceOnPlateau(0.05, monitor="loss", patience=0, factor=0.5)
     net = gn.Model(x, gn.Dense(4)(gn.Dense(8, activation="gelu")(x))).compile(
-        loss="cross_entropy", optimizer=gn.SGD(sched, momentum=0.9), seed=0)
+        loss="cross_entropy", optimizer=gn.SGD(sched, momentum=0.9), seed=0, dtype="float64")
     net.save(tmp_path / "fresh.gnn")
     back = gn.load(tmp_path / "fresh.gnn")
     assert back.optimizer.schedule.best == np.inf and back.optimizer.schedule.lr == 0.05
@@ -239,11 +240,16 @@ def test_schedule_state_round_trips(tmp_path, data):
     net.save(tmp_path / "m.gnn")
     back = gn.load(tmp_path / "m.gnn")
     a, b = net.optimizer.schedule, back.optimizer.schedule
+    saved = net.get_params()
     assert (a.lr, a.best, a.bad_epochs) == (b.lr, b.best, b.bad_epochs)
     net.fit(*data, epochs=2, batch_size=16)
     back.fit(*data, epochs=2, batch_size=16)
     p, q = net.get_params(), back.get_params()
     assert all(np.array_equal(p[k], q[k]) for k in p)
+    st = pytest.importorskip("safetensors.numpy", reason="safetensors is not installed")
+    arrays = st.load_file(str(tmp_path / "m.gnn"))
+    for name, value in saved.items():
+        assert arrays[name].dtype == np.float64 and np.array_equal(arrays[name], value)
 
 
 def test_unsaveable_models_are_refused_before_writing(tmp_path):
