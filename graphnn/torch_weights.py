@@ -28,14 +28,17 @@ def load_torch_weights(net, source, mapping: Mapping[str, str] | None = None) ->
 
     ``source``: a state_dict, an ``nn.Module`` (its ``state_dict()``), or a path to a
     ``.safetensors`` file.  ``mapping``: {graphnn layer name: PyTorch layer name};
-    without it every Dense layer takes the PyTorch layer at the same position and the
-    counts must agree; with it only the mapped layers change.  Other parameters and the
-    optimizer state are left as they are.  ``ValueError`` on any mismatch, before
+    without it every Dense layer takes the PyTorch layer at the same position, the
+    counts must agree and every PyTorch tensor must belong to an nn.Linear; with it only
+    the mapped layers change (other PyTorch layers are ignored).  Other parameters and
+    the optimizer state are left as they are.  ``ValueError`` on any mismatch, before
     anything changes.
     """
     groups = _torch_layers(source)
     dense = _dense_layers(net)
     if mapping is None:
+        for layer in groups:
+            _linear(groups, layer)
         if len(groups) != len(dense):
             raise ValueError(
                 f"the PyTorch weights have {len(groups)} Linear layers ({_names(groups)}), the "
@@ -61,7 +64,7 @@ def load_torch_weights(net, source, mapping: Mapping[str, str] | None = None) ->
         pairs = list(mapping.items())
     params = net.get_params()
     for ours, theirs in pairs:
-        _check_pair(dense[ours], ours, groups[theirs], theirs, params)
+        _check_pair(dense[ours], ours, _linear(groups, theirs), theirs, params)
     net.set_params(params)
 
 
@@ -95,18 +98,25 @@ def _torch_layers(source) -> "OrderedDict[str, dict]":
     groups: OrderedDict[str, dict] = OrderedDict()
     for key in keys:
         if not isinstance(key, str) or "." not in key:
-            raise ValueError(f"PyTorch weight name {key!r} is not '<layer>.weight' or "
-                             "'<layer>.bias'")
+            raise ValueError(f"PyTorch weight name {key!r} is not '<layer>.<tensor>' such as "
+                             "'0.weight'")
         layer, local = key.rsplit(".", 1)
-        if local not in ("weight", "bias"):
-            raise ValueError(f"PyTorch tensor {key!r} is not part of an nn.Linear layer "
-                             "(only weight and bias are); only nn.Sequential models of "
-                             "nn.Linear layers (and parameter-free activations) can be loaded")
-        groups.setdefault(layer, {})[local] = _as_array(tensors[key], key)
-    for layer, parts in groups.items():
-        if "weight" not in parts:
-            raise ValueError(f"PyTorch layer {layer!r} has a bias but no weight")
+        groups.setdefault(layer, {})[local] = tensors[key]
     return groups
+
+
+def _linear(groups: dict, layer: str) -> dict:
+    """The weight (and bias) of PyTorch layer ``layer`` as arrays, checked to be an nn.Linear's."""
+    parts = groups[layer]
+    other = [local for local in parts if local not in ("weight", "bias")]
+    if other:
+        raise ValueError(f"PyTorch tensor {layer}.{other[0]} is not part of an nn.Linear layer "
+                         "(only weight and bias are); only nn.Sequential models of nn.Linear "
+                         "layers (and parameter-free activations) can be loaded, or pass a "
+                         "mapping that leaves this layer out")
+    if "weight" not in parts:
+        raise ValueError(f"PyTorch layer {layer!r} has a bias but no weight")
+    return {local: _as_array(value, f"{layer}.{local}") for local, value in parts.items()}
 
 
 def _natural(key: str):

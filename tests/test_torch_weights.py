@@ -92,6 +92,9 @@ def test_mapping_loads_the_named_layers_only(net):
     assert np.array_equal(got["dense_2.weight"], sd["4.weight"].T)
     assert np.array_equal(got["dense.bias"], sd["0.bias"])
     assert np.array_equal(got["dense_1.weight"], before["dense_1.weight"])
+    sd["1.running_mean"] = np.zeros(6)                 # an unmapped layer of another kind
+    net.load_torch_weights(sd, mapping={"dense_1": "2"})
+    assert np.array_equal(net.get_params()["dense_1.weight"], sd["2.weight"].T)
 
 
 def _changes(sd, drop=(), **replace):
