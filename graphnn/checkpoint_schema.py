@@ -106,6 +106,13 @@ def describe_graph(model: Graph) -> dict:
 def describe_optimizer(optimizer: Optimizer) -> dict:
     """``optimizer.config()`` with infinite floats (ReduceOnPlateau's initial ``best``)
     written as the strings "inf" / "-inf", so the JSON is standard."""
+    if OPTIMIZERS.get(type(optimizer).__name__) is not type(optimizer):
+        raise ValueError(f"cannot save a model trained with {type(optimizer).__name__}: "
+                         f"checkpoints hold the built-in optimizers ({', '.join(OPTIMIZERS)})")
+    kind = type(optimizer.schedule).__name__
+    if SCHEDULE_TYPES.get(kind) is not type(optimizer.schedule):
+        raise ValueError(f"cannot save a model with the schedule {kind}: checkpoints hold the "
+                         f"built-in schedules ({', '.join(SCHEDULE_TYPES)})")
     cfg = optimizer.config()
     if isinstance(cfg.get("lr"), dict):
         cfg["lr"] = {k: (("inf" if v > 0 else "-inf") if isinstance(v, float) and math.isinf(v)

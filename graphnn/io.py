@@ -46,6 +46,7 @@ from .checkpoint_schema import (DTYPES, FORMAT_VERSION, CheckpointError, build_g
 from .compile.plan import lower
 from .graph import Graph
 from .ops.losses import check_loss
+from .optim import Optimizer
 
 __all__ = ["CheckpointError", "save", "load", "read", "is_checkpoint", "to_bytes",
            "from_bytes", "read_safetensors", "build_graph", "describe_graph"]
@@ -156,7 +157,7 @@ class Checkpoint:
     """A checkpoint's contents, validated: what ``load`` builds a model from."""
     graph: Graph
     loss: str
-    optimizer: object
+    optimizer: Optimizer
     dtype: np.dtype
     seed: int | None
     step: int
@@ -211,8 +212,9 @@ def from_bytes(data: bytes, where: str = "checkpoint", graph_cls=Graph) -> Check
     if data[:len(OLD_MAGIC)] == OLD_MAGIC:
         raise CheckpointError(
             f"{where} is a graphnn 0.1 checkpoint (format 1, before checkpoints became "
-            f"safetensors files); this graphnn reads format {FORMAT_VERSION}. Load it with "
-            "graphnn 0.1 and train from its weights, or save it again there")
+            f"safetensors files); this graphnn reads format {FORMAT_VERSION} only. To carry "
+            "its weights over, load it with graphnn 0.1, save net.get_params() (np.savez), "
+            "and set_params them on the same model built with this version")
     header, block = _split(data, f"{where} is not a graphnn checkpoint")
     meta = header.get("__metadata__")
     if not isinstance(meta, dict) or "graphnn_checkpoint" not in meta:

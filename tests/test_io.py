@@ -258,6 +258,14 @@ def test_unsaveable_models_are_refused_before_writing(tmp_path):
     with pytest.raises(ValueError, match="double quote"):
         net.save(tmp_path / "a.gnn")
     net.model.name = "model"
+
+    class MySchedule(gn.schedules.Constant):
+        pass
+    adam = net.optimizer
+    net.optimizer = gn.Adam(MySchedule(0.1))
+    with pytest.raises(ValueError, match="schedule MySchedule"):
+        net.save(tmp_path / "a.gnn")
+    net.optimizer = adam
     net.params[0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         net.save(tmp_path / "a.gnn")
