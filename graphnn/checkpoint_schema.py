@@ -92,7 +92,7 @@ def describe_graph(model: Graph) -> dict:
         raise ValueError(f"cannot save the model: its name {problem}")
     nodes = []
     for n in model.nodes:
-        if type(n).__name__ not in NODE_TYPES:
+        if NODE_TYPES.get(type(n).__name__) is not type(n):
             raise ValueError(f"cannot save a model containing {type(n).__name__} nodes")
         problem = layer_name_problem(model.names[n])
         if problem:
