@@ -200,7 +200,8 @@ io.write_atomic(sys.argv[1], b"x" * 1000)
 
 def test_stale_temporaries_of_killed_savers_are_removed(tmp_path):
     from graphnn import io
-    env = dict(os.environ, PYTHONPATH=os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(gn.__file__)))   # this graphnn
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.run([sys.executable, "-c", _KILLED_SAVER, str(tmp_path / "m.gnn")],
                           env=env, timeout=120)
     assert proc.returncode == -signal.SIGKILL
