@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from . import io, train
+from . import io, torch_weights, train
 from .engine import Engine
 from .graph import Graph, Input, Node
 
@@ -36,6 +36,12 @@ class CompiledModel(Engine):
         ``onnx.ModelProto``.  Needs ``pip install "graphnn[onnx]"``; see ``graphnn.onnx_export``."""
         from . import onnx_export
         return onnx_export.export(self, path, opset=opset)
+
+    def load_torch_weights(self, source, mapping=None) -> None:
+        """Copy the weights of a PyTorch ``nn.Sequential`` of ``nn.Linear`` layers (a
+        state_dict, the module, or a ``.safetensors`` file of one) into the Dense layers;
+        see ``graphnn.torch_weights``."""
+        torch_weights.load_torch_weights(self, source, mapping)
 
 
 def load(path) -> CompiledModel:
