@@ -494,7 +494,7 @@ class ProgressBar(Progress):
 
     def __init__(self, epochs: int, steps_per_epoch: int, file=None):
         super().__init__(epochs, steps_per_epoch)
-        from tqdm import tqdm                   # lazily: tqdm is optional
+        from tqdm import tqdm                   # a required dependency; imported on first use
         self._tqdm = tqdm
         self.file = file
         self.bar = None
@@ -538,24 +538,13 @@ class ProgressBar(Progress):
         self._close_bar()
 
 
-_told_no_tqdm = False
-
-
 def make_progress(verbose, epochs: int, steps_per_epoch: int, file=None) -> Progress:
-    """The progress display ``fit`` uses: ``verbose`` 0 silent, 1 a tqdm bar per epoch
-    (one line per epoch if tqdm is not installed, said once), 2 one line per epoch."""
+    """The progress display ``fit`` uses: ``verbose`` 0 silent, 1 a tqdm bar per epoch,
+    2 one line per epoch."""
     if verbose not in (0, 1, 2):
         raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
     if verbose == 2:
         return ProgressLine(epochs, steps_per_epoch, file)
     if verbose == 1:
-        try:
-            return ProgressBar(epochs, steps_per_epoch, file)
-        except ImportError:
-            global _told_no_tqdm
-            if not _told_no_tqdm:
-                _told_no_tqdm = True
-                print("graphnn: tqdm is not installed, so verbose=1 prints one line per epoch "
-                      "(pip install tqdm for a progress bar)", file=sys.stderr)
-            return ProgressLine(epochs, steps_per_epoch, file)
+        return ProgressBar(epochs, steps_per_epoch, file)
     return Progress(epochs, steps_per_epoch)

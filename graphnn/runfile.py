@@ -239,47 +239,9 @@ def _list_item(node: list, part: str, parts, i, item):
 
 
 def dumps(doc: dict) -> str:
-    """``doc`` as TOML text (tomli-w when installed, else a small writer of our own)."""
-    try:
-        import tomli_w
-    except ImportError:
-        return _dumps(doc)
+    """``doc`` as TOML text (tomli-w, a required dependency)."""
+    import tomli_w
     return tomli_w.dumps(doc)
-
-
-def _toml_value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "nan"
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        return repr(v)
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
-    raise TypeError(f"cannot write {v!r} to TOML")
-
-
-def _toml_key(k: str) -> str:
-    return k if re.match(r"^[A-Za-z0-9_-]+$", k) else _toml_value(k)
-
-
-def _dumps(doc: dict, prefix: str = "") -> str:
-    plain = [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in doc.items()
-             if not isinstance(v, dict)]
-    out = "\n".join(plain) + ("\n" if plain else "")
-    for k, v in doc.items():
-        if isinstance(v, dict):
-            name = f"{prefix}{_toml_key(k)}"
-            out += f"\n[{name}]\n" + _dumps(v, name + ".")
-    return out
 
 
 # ---------------------------------------------------------------------------------------

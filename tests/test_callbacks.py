@@ -286,15 +286,3 @@ def test_progress_verbose_1_tqdm_on_stderr(capsys):
     assert "4/4" in err and "rows/s" in err
     assert "loss 0.1235 - val_loss 0.5 - val_accuracy 0.875 - 0.05 s" in err
     assert p.bar is None                                   # closed
-
-
-def test_progress_without_tqdm_falls_back_once(capsys, monkeypatch):
-    monkeypatch.setitem(sys.modules, "tqdm", None)         # import tqdm -> ImportError
-    monkeypatch.setattr(C, "_told_no_tqdm", False)
-    p = C.make_progress(1, 2, 4)
-    assert isinstance(p, C.ProgressLine)
-    _drive(p)
-    C.make_progress(1, 2, 4)
-    out, err = capsys.readouterr()
-    assert err.count("tqdm is not installed") == 1
-    assert out.splitlines()[0].startswith("epoch 1/2 - loss 0.1235")

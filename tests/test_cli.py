@@ -402,9 +402,3 @@ def test_python_m_graphnn(tmp_path):
     assert r.returncode == 2
     assert "bad.toml: model.layers.0.units: must be an integer >= 1" in r.stderr
     assert "Traceback" not in r.stderr
-
-
-def test_toml_writer_without_tomli_w():
-    doc = load_run(RUNS / "moons.toml").resolved()
-    assert tomllib.loads(runfile._dumps(doc)) == doc          # the fallback writer
-    assert tomllib.loads(runfile.dumps(doc)) == doc
