@@ -149,7 +149,10 @@ def read_toml(path) -> dict:
             return tomllib.load(f)
     except tomllib.TOMLDecodeError as e:
         raise RunFileError(f"not valid TOML: {e}", str(p)) from None
-    except (OSError, UnicodeDecodeError) as e:
+    except UnicodeDecodeError:
+        raise RunFileError("is not a text file, so not a TOML run file (a checkpoint such as "
+                           "model.gnn? the run file is the run.toml beside it)", str(p)) from None
+    except OSError as e:
         raise RunFileError(f"cannot be read: {e}", str(p)) from None
 
 

@@ -402,3 +402,83 @@ def test_python_m_graphnn(tmp_path):
     assert r.returncode == 2
     assert "bad.toml: model.layers.0.units: must be an integer >= 1" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+# -- issue 13: checkpoints where run files go, eval without --data, predict formats -------
+
+def test_eval_uses_the_run_toml_beside_the_checkpoint(trained, capsys):
+    import graphnn as gn
+    from graphnn.datasets import load_digits, train_test_split
+    X, y = load_digits()                                   # the built-in run's test split
+    _, Xte, _, yte = train_test_split(X, y, test_size=0.25, seed=0, stratify=True)
+    want = gn.load(trained / "model.gnn").evaluate(Xte, yte)
+    code, out, err = run_cli(capsys, "eval", trained / "model.gnn")
+    assert code == 0, err
+    assert "450 rows" in out and f"{want['accuracy']:.4f}" in out and "run.toml" in out
+
+
+def test_eval_without_run_toml_asks_for_data(trained, tmp_path, capsys):
+    import shutil
+    shutil.copy(trained / "model.gnn", tmp_path / "m.gnn")
+    code, out, err = run_cli(capsys, "eval", tmp_path / "m.gnn")
+    assert code == 2 and "no run.toml beside" in err and "--data" in err
+
+
+def test_a_checkpoint_where_a_run_file_goes(trained, tmp_path, capsys):
+    import graphnn as gn
+    net = gn.load(trained / "model.gnn")
+    code, out, err = run_cli(capsys, "summary", trained / "model.gnn")
+    assert code == 0, err
+    assert out.strip() == net.summary().strip()
+    code, out, err = run_cli(capsys, "source", trained / "model.gnn")
+    assert code == 0, err
+    assert out.strip() == net.source().strip()
+    code, out, err = run_cli(capsys, "train", trained / "model.gnn", "--out", tmp_path / "o")
+    assert code == 2 and "is a checkpoint" in err and "run.toml" in err
+    assert "utf-8" not in err and not (tmp_path / "o").exists()
+    renamed = tmp_path / "model.toml"                       # a checkpoint named .toml
+    renamed.write_bytes((trained / "model.gnn").read_bytes())
+    code, out, err = run_cli(capsys, "eval", trained / "model.gnn", "--data", renamed)
+    assert code == 2 and "not a TOML run file" in err and "utf-8" not in err
+
+
+def test_predict_formats_proba_and_label_column(trained, tmp_path, capsys):
+    import graphnn as gn
+    from graphnn.datasets import load_digits
+    X, y = load_digits()
+    X, y = X[:20], y[:20]
+    net = gn.load(trained / "model.gnn")
+    logits = net.predict(X).astype(np.float64)
+    np.savetxt(tmp_path / "with_labels.csv", np.column_stack([X, y]), delimiter=",")
+    np.save(tmp_path / "X.npy", X)
+    # the extension names the format, and anything else is refused
+    code, out, err = run_cli(capsys, "predict", trained / "model.gnn", tmp_path / "X.npy",
+                             "--out", tmp_path / "p.txt")
+    assert code == 2 and ".npy or .csv" in err
+    assert not list(tmp_path.glob("p.txt*"))
+    # the label column left in: the message says the fix
+    code, out, err = run_cli(capsys, "predict", trained / "model.gnn",
+                             tmp_path / "with_labels.csv")
+    assert code == 2 and "--label-column" in err
+    # --label-column drops it; --proba: softmax of the logits (NumPy oracle)
+    code, out, err = run_cli(capsys, "predict", trained / "model.gnn",
+                             tmp_path / "with_labels.csv", "--label-column", "-1",
+                             "--proba", "--out", tmp_path / "p.csv")
+    assert code == 0, err
+    got = np.loadtxt(tmp_path / "p.csv", delimiter=",")
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(got, e / e.sum(axis=1, keepdims=True), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, rtol=1e-6)
+    assert "probabilities" in out
+    code, out, err = run_cli(capsys, "predict", trained / "model.gnn", tmp_path / "X.npy",
+                             "--proba", "--classes")
+    assert code == 2 and "not allowed with" in err
+
+
+def test_predict_help_says_what_is_written(capsys):
+    code, out, err = run_cli(capsys, "predict", "--help")
+    assert code == 0
+    text = " ".join(out.split())
+    for words in ("raw outputs", "--proba", "probabilities", "--classes", ".npy", ".csv",
+                  "--label-column"):
+        assert words in text, words
