@@ -277,6 +277,23 @@ class ModelCheckpoint(_Monitor):
         self.save_best_only = save_best_only
         self.saved: list[str] = []
 
+    def folder(self) -> str:
+        """The folder the checkpoints go to (the part of ``path`` before any ``{field}``)."""
+        static = self.path.split("{", 1)[0]
+        head = os.path.dirname(static) if "{" in self.path else os.path.dirname(self.path)
+        return head or "."
+
+    def on_train_begin(self, logs=None) -> None:
+        """Check the folder now, not after the first epoch has trained."""
+        folder = self.folder()
+        if not os.path.isdir(folder):
+            what = "is not a folder" if os.path.exists(folder) else "does not exist"
+            raise ValueError(f"ModelCheckpoint path {self.path!r}: the folder {folder!r} {what}; "
+                             "create it first")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise ValueError(f"ModelCheckpoint path {self.path!r}: the folder {folder!r} is not "
+                             "writable")
+
     def filename(self, epoch: int, logs: dict) -> str:
         """The path for 0-based ``epoch`` with these logs."""
         values = dict(logs or {})

@@ -66,7 +66,32 @@ def _row_weights(net, X, Y, class_weight, sample_weight):
         w *= table[Y]
     if not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
         raise ValueError("sample and class weights must be finite, non-negative and not all zero")
-    return np.ascontiguousarray(w, dtype=net.dtype)
+    return _in_model_dtype(w, net.dtype)
+
+
+def _in_model_dtype(w: np.ndarray, dtype) -> np.ndarray:
+    """The row weights in the model's dtype; weights that overflow it (or whose sum does)
+    or that underflow to zero in it are a ValueError naming the weights."""
+    dt = np.dtype(dtype)
+    info = np.finfo(dt)
+    with np.errstate(over="ignore", under="ignore"):
+        out = np.ascontiguousarray(w, dtype=dt)
+    if not np.isfinite(out).all() or w.sum() > info.max:
+        big = float(w.max())
+        raise ValueError(f"sample/class weights up to {big:.3g} overflow {dt.name} (largest "
+                         f"{info.max:.3g}, and their sum must fit too): scale the weights down")
+    lost = (w > 0) & (out == 0)
+    if lost.any():
+        i = int(np.argmax(lost))
+        raise ValueError(f"sample/class weight {w[i]:.3g} (row {i}) underflows to zero in "
+                         f"{dt.name} (smallest normal {info.tiny:.3g}): scale the weights up; "
+                         "only their ratios matter")
+    if (w > 0).any() and float(out[w > 0].min()) < info.tiny:
+        i = int(np.argmax((w > 0) & (out < info.tiny)))
+        raise ValueError(f"sample/class weight {w[i]:.3g} (row {i}) is subnormal in {dt.name} "
+                         f"(smallest normal {info.tiny:.3g}): scale the weights up; only their "
+                         "ratios matter")
+    return out
 
 
 def _validation(net, X, Y, validation_data, validation_split):

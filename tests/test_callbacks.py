@@ -125,7 +125,9 @@ def test_missing_monitor_key_is_a_clear_error():
 
 
 # -- ModelCheckpoint ------------------------------------------------------------------
-def test_checkpoint_every_epoch_with_formatting():
+def test_checkpoint_every_epoch_with_formatting(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ckpt").mkdir()
     ck = C.ModelCheckpoint("ckpt/m-{epoch:02d}-{val_loss:.2f}.npz")
     net, _ = train([ck], val(0.5, 0.25, 0.75))
     assert net.saved == ["ckpt/m-01-0.50.npz", "ckpt/m-02-0.25.npz", "ckpt/m-03-0.75.npz"]
@@ -286,3 +288,21 @@ def test_progress_verbose_1_tqdm_on_stderr(capsys):
     assert "4/4" in err and "rows/s" in err
     assert "loss 0.1235 - val_loss 0.5 - val_accuracy 0.875 - 0.05 s" in err
     assert p.bar is None                                   # closed
+
+
+def test_checkpoint_folder_is_checked_before_training(tmp_path):
+    """Issue 9: a missing folder fails at on_train_begin, before any epoch has run."""
+    for path in (tmp_path / "missing" / "dir" / "{epoch}.gnn",
+                 tmp_path / "missing" / "m.gnn", str(tmp_path / "nope") + "/m-{epoch}/x.gnn"):
+        ck = C.ModelCheckpoint(path, monitor="loss")
+        cbs = C.CallbackList([ck])
+        cbs.set_model(FakeNet())
+        with pytest.raises(ValueError, match="does not exist"):
+            cbs.on_train_begin()
+    (tmp_path / "file").write_text("x")
+    ck = C.ModelCheckpoint(tmp_path / "file" / "m.gnn", monitor="loss")
+    with pytest.raises(ValueError, match="is not a folder"):
+        train([ck], [{"loss": 1.0}])
+    net, ran = train([C.ModelCheckpoint(tmp_path / "{epoch}.gnn", monitor="loss")],
+                     [{"loss": 1.0}])
+    assert net.saved == [str(tmp_path / "1.gnn")]
