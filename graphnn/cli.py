@@ -1,6 +1,6 @@
 """The ``graphnn`` command line.
 
-    graphnn train [RUN.toml] [--set key=value ...] [--out DIR]
+    graphnn train [RUN.toml] [--set key=value ...] [--out DIR [--overwrite]]
     graphnn eval CHECKPOINT [--data RUN.toml|FILE]
     graphnn predict CHECKPOINT INPUT.npy|INPUT.csv [--out preds.npy|preds.csv] [--proba|--classes]
     graphnn info
@@ -72,11 +72,25 @@ def _recorder():
     return rec
 
 
+RUN_OUTPUTS = ("model.gnn", "run.toml", "metrics.csv", PREPROCESS_FILE)
+
+
+def _check_out(out: str | None, overwrite: bool) -> None:
+    """--out must be a folder (or not exist yet), and not an earlier run's unless --overwrite."""
+    if not out:
+        return
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--out {out!r} exists and is not a folder")
+    earlier = [n for n in RUN_OUTPUTS if (path / n).exists()]
+    if earlier and not overwrite:
+        raise UsageError(f"--out {out!r} holds an earlier run ({', '.join(earlier)}); choose "
+                         "another folder, or give --overwrite to replace its files")
+
+
 def _out_dir(name: str, out: str | None) -> Path:
     if out:
         path = Path(out)
-        if path.exists() and not path.is_dir():
-            raise UsageError(f"--out {out!r} exists and is not a folder")
         path.mkdir(parents=True, exist_ok=True)
         return path
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -120,12 +134,16 @@ def cmd_train(args) -> int:
     import graphnn as gn
     _not_a_checkpoint(args, "train")
     run = load_run(args.run, args.set)
+    _check_out(args.out, args.overwrite)
+    run.check_data_memory()
     verbose = run["verbose"]
     label = f"run file {args.run}" if args.run else "the built-in run"
     print(f"graphnn {gn.__version__}: training {run.name!r} ({label})", flush=True)
     data = run.load_data()
     run.fill_from_data(data)
     print(_describe_data(run, data), flush=True)
+    run.check_data(data)                 # before the compile: it takes seconds
+    run.check_model_memory(data.in_dim)
     if run["threads"]:
         gn.set_num_threads(run["threads"])
     try:
@@ -337,6 +355,7 @@ def cmd_eval(args) -> int:
                              "(.npz, .npy, .csv)")
     if src.lower().endswith(".toml"):
         run = load_run(src, args.set)
+        run.check_data_memory()
         net = _load_checkpoint(args.checkpoint)
         data = run.load_data()
         if args.split == "train":
@@ -434,8 +453,10 @@ def cmd_predict(args) -> int:
 
 def _compiled(args):
     run = load_run(args.run, args.set)
+    run.check_data_memory()
     data = run.load_data()
     run.fill_from_data(data)
+    run.check_model_memory(data.in_dim)
     try:
         return run.compile(data.in_dim)
     except (ValueError, ImportError) as e:
@@ -631,7 +652,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("run", nargs="?", metavar="RUN.toml", help=RUN_HELP)
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
     t.add_argument("--out", metavar="DIR",
-                   help="output folder (default runs/<name>-<date>-<time>)")
+                   help="output folder (default runs/<name>-<date>-<time>); an earlier "
+                        "run's folder only with --overwrite")
+    t.add_argument("--overwrite", action="store_true",
+                   help="let --out replace the files of an earlier run in that folder")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="evaluate a checkpoint on a run's test set or a data file",

@@ -522,6 +522,67 @@ class Run:
             return max(top + 1, 2)
         return int(data.y_train.shape[1]) if data.y_train.ndim == 2 else 1
 
+    # -- checks before anything big is allocated or compiled -----------------------------
+    def check_data_memory(self) -> None:
+        """Refuse (RunFileError) a generated data set larger than the available memory."""
+        from .memory import available_bytes, data_bytes, size_text
+        d = self.doc["data"]
+        if "n" not in d:
+            return
+        features = {"sine": 1, "line": 1}.get(d["source"], 2)
+        need = data_bytes(d["n"], features)
+        have = available_bytes()
+        if have is not None and need > have:
+            raise RunFileError(f"{d['n']:,} rows need about {size_text(need)} of memory to "
+                               f"generate, more than the {size_text(have)} available",
+                               self.path, "data.n")
+
+    def check_model_memory(self, in_dim: int) -> None:
+        """Refuse (RunFileError) a model whose parameters and workspace would not fit."""
+        from . import optim
+        from .memory import available_bytes, model_bytes, size_text
+        widths, blame = [in_dim], {}
+        for i, spec in enumerate(self.doc["model"]["layers"]):
+            if spec["type"] == "Dense":
+                widths.append(int(spec.get("units") or 1))
+                blame[len(widths) - 1] = i
+        itemsize = np.dtype(self.doc["dtype"]).itemsize
+        slots = optim.OPTIMIZERS[self.doc["optimizer"]["name"]].state_slots
+        params, arena, need = model_bytes(widths, itemsize, slots, self.doc["batch_size"])
+        have = available_bytes()
+        if have is None or need <= have:
+            return
+        widest = max(range(1, len(widths)), key=lambda k: widths[k - 1] * widths[k] + widths[k])
+        raise RunFileError(f"the model needs about {size_text(need)} of memory (parameters, "
+                           f"gradients and optimizer state {size_text(params)}, workspace "
+                           f"{size_text(arena)}), more than the {size_text(have)} available",
+                           self.path, f"model.layers.{blame[widest]}.units")
+
+    def check_data(self, data: Data) -> None:
+        """Check the data against the model before compiling: features, target shapes and
+        class labels against the output width, as ``fit`` would (RunFileError)."""
+        from .ops.losses import LOSSES
+        from .validate import as_inputs, check_lengths
+        loss = LOSSES[self.doc["loss"]]
+        layers = self.doc["model"]["layers"]
+        dense = [i for i, s in enumerate(layers) if s["type"] == "Dense"]
+        width = int(layers[dense[-1]]["units"]) if dense else data.in_dim
+        key = f"model.layers.{dense[-1]}.units" if dense else "model.layers"
+        parts = [("training", data.X_train, data.y_train)]
+        if data.X_test is not None:
+            parts.append(("test", data.X_test, data.y_test))
+        for part, X, y in parts:
+            try:
+                X = as_inputs(X, data.in_dim, self.doc["dtype"], what=f"the {part} features")
+                check_lengths(X, y)
+                loss.check_targets(y, X.shape[0], width, np.dtype(self.doc["dtype"]))
+            except ValueError as e:
+                raise RunFileError(f"the {part} data does not fit the model: {e}"
+                                   + (f" (the data's targets need {self.out_dim(data)} "
+                                      "outputs; leave the last layer's units out to take "
+                                      "them from the data)" if self.out_dim(data) != width
+                                      else ""), self.path, key) from None
+
     # -- building ------------------------------------------------------------------------
     def fill_from_data(self, data: Data) -> None:
         """Fill what only the data can say: the last layer's units (when left out) and the
@@ -574,13 +635,16 @@ class Run:
         out = []
         if c["csv"]:
             path = Path(out_dir) / c["csv"]["path"]
+            path.parent.mkdir(parents=True, exist_ok=True)
             out.append(cb.CSVLogger(str(path), separator=c["csv"]["separator"]))
         if c["early_stopping"]:
             out.append(cb.EarlyStopping(**c["early_stopping"]))
         if c["checkpoint"]:
             args = dict(c["checkpoint"])
             args["path"] = str(Path(out_dir) / args["path"])
-            out.append(cb.ModelCheckpoint(**args))
+            ck = cb.ModelCheckpoint(**args)
+            Path(ck.folder()).mkdir(parents=True, exist_ok=True)   # inside out_dir (checked)
+            out.append(ck)
         if c["terminate_on_nan"]:
             out.append(cb.TerminateOnNaN())
         return out
@@ -939,6 +1003,15 @@ _CALLBACK_ARGS = {
 }
 
 
+def _inside_output(path: str, key: str, chk: _Checker) -> str:
+    """A file the run writes: relative to the output folder, and never outside it."""
+    p = Path(path)
+    if not path.strip() or p.is_absolute() or path.startswith("~") or ".." in p.parts:
+        raise chk.error(key, f"must be a file name inside the output folder (relative, no "
+                             f"'..'), got {path!r}")
+    return path
+
+
 def _check_callbacks(c: dict, chk: _Checker, val: dict, metrics) -> dict:
     from . import callbacks as cb
     chk.keys(c, (*_CALLBACK_ARGS, "terminate_on_nan"), "callbacks", "[callbacks]")
@@ -965,7 +1038,9 @@ def _check_callbacks(c: dict, chk: _Checker, val: dict, metrics) -> dict:
                                    metrics)
             elif k == "mode":
                 a = chk.choice(a, k_key, ("auto", "min", "max"), "mode")
-            elif k in ("path", "separator"):
+            elif k == "path":
+                a = _inside_output(chk.str(a, k_key), k_key, chk)
+            elif k == "separator":
                 a = chk.str(a, k_key)
             elif k == "patience":
                 a = chk.int(a, k_key, 0)

@@ -482,3 +482,77 @@ def test_predict_help_says_what_is_written(capsys):
     for words in ("raw outputs", "--proba", "probabilities", "--classes", ".npy", ".csv",
                   "--label-column"):
         assert words in text, words
+
+
+# -- checks before compiling or allocating (issue 13 item 5, issue 9 item 6) ---------------
+
+@pytest.fixture()
+def no_compile(monkeypatch):
+    """Fail the test if a command gets as far as compiling."""
+    def boom(self, in_dim):
+        raise AssertionError("compiled before the data was checked")
+    monkeypatch.setattr(runfile.Run, "compile", boom)
+
+
+def test_labels_out_of_range_fail_before_compiling(capsys, no_compile):
+    code, out, err = run_cli(capsys, "train", "--set", "model.layers.1.units=5",
+                             "--set", "verbose=0")
+    assert code == 2, err
+    assert "model.layers.1.units" in err and "class label" in err and "0..4" in err
+    assert "10 outputs" in err and "Traceback" not in err
+
+
+def test_targets_width_fails_before_compiling(tmp_path, capsys, no_compile):
+    (tmp_path / "line.toml").write_text(
+        '[data]\nsource = "line"\n[model]\nlayers = [{type = "Dense", units = 3}]\n')
+    code, out, err = run_cli(capsys, "train", tmp_path / "line.toml")
+    assert code == 2 and "model.layers.0.units" in err and "Traceback" not in err
+
+
+def test_absurd_sizes_exit_2_with_an_estimate(tmp_path, capsys, no_compile):
+    code, out, err = run_cli(capsys, "train", "--set", "model.layers.0.units=100000000000",
+                             "--out", tmp_path / "o")
+    assert code == 2, err
+    assert "model.layers.0.units" in err and "memory" in err and "TiB" in err
+    assert "MemoryError" not in err and "Traceback" not in err
+    code, out, err = run_cli(capsys, "train", "--set", "data.source=moons",
+                             "--set", "data.n=100000000000", "--out", tmp_path / "o")
+    assert code == 2 and "data.n" in err and "memory" in err and "TiB" in err
+
+
+def test_absurd_data_is_refused_before_loading(capsys, no_data_loading):
+    code, out, err = run_cli(capsys, "summary", "--set", "data.source=moons",
+                             "--set", "data.n=100000000000")
+    assert code == 2 and "data.n" in err and "memory" in err
+
+
+def test_out_onto_an_earlier_run_needs_overwrite(trained, tmp_path, capsys):
+    import shutil
+    old = tmp_path / "old"
+    shutil.copytree(trained, old)
+    before = {p.name: p.read_bytes() for p in old.iterdir() if p.is_file()}
+    code, out, err = run_cli(capsys, "train", "--set", "epochs=1", "--out", old)
+    assert code == 2 and "earlier run" in err and "--overwrite" in err
+    assert {p.name: p.read_bytes() for p in old.iterdir() if p.is_file()} == before
+    code, out, err = run_cli(capsys, "train", "--set", "epochs=1", "--set", "verbose=0",
+                             "--out", old, "--overwrite")
+    assert code == 0, err
+    assert tomllib.loads((old / "run.toml").read_text())["epochs"] == 1
+    fresh = tmp_path / "new" / "deeper"                    # a new folder needs no flag
+    code, out, err = run_cli(capsys, "train", "--set", "epochs=1", "--set", "verbose=0",
+                             "--set", "callbacks.checkpoint.path=ck/{epoch}.gnn",
+                             "--set", "callbacks.checkpoint.save_best_only=false",
+                             "--set", "callbacks.checkpoint.monitor=loss", "--out", fresh)
+    assert code == 0, err
+    assert (fresh / "ck" / "1.gnn").is_file()              # inside the output folder
+
+
+@pytest.mark.parametrize("path", ["../../x_{epoch}.gnn", "/tmp/x.gnn", "a/../../x.gnn", "~/x.gnn"])
+def test_run_file_output_paths_stay_in_the_output_folder(path, tmp_path, capsys,
+                                                         no_data_loading):
+    for key in ("callbacks.checkpoint.path", "callbacks.csv.path"):
+        code, out, err = run_cli(capsys, "train", "--set", f"{key}={path!r}".replace("'", '"'),
+                                 "--out", tmp_path / "o")
+        assert code == 2, err
+        assert key in err and "inside the output folder" in err
+    assert not list(tmp_path.parent.glob("x_*.gnn"))
