@@ -349,7 +349,8 @@ def _cell(value) -> str:
 
 
 class CSVLogger(Callback):
-    """One CSV row per epoch: ``epoch`` (0-based) then the logs' keys, sorted.
+    """One CSV row per epoch: ``epoch`` (1-based, as the progress display and the plots
+    count) then the logs' keys, sorted.
 
     The file is complete after every epoch (each row is written and the file closed).
     If a key appears in a later epoch, the file is rewritten with the wider header and
@@ -381,7 +382,7 @@ class CSVLogger(Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict) -> None:
         logs = logs or {}
-        row = {"epoch": str(epoch)}
+        row = {"epoch": str(epoch + 1)}
         row.update((k, _cell(v)) for k, v in logs.items() if k != "epoch")
         old = self.columns or []
         columns = ["epoch"] + sorted((set(old) | set(row)) - {"epoch"})

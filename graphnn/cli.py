@@ -573,13 +573,17 @@ def _blas_origin(path: str) -> str:
 
 def _cuda() -> str:
     """CUDA availability; numba.cuda is imported only here."""
+    if importlib.util.find_spec("numba_cuda") is None:
+        return ('not available: numba-cuda is not installed (pip install "graphnn[cuda]" '
+                "on a machine with an NVIDIA GPU)")
     try:
         cuda = importlib.import_module("numba.cuda")
     except Exception as e:              # noqa: BLE001
         return f"numba.cuda not importable ({type(e).__name__}: {e})"
     try:
         if not cuda.is_available():
-            return "not available (no CUDA driver or GPU found)"
+            return (f"not available: no CUDA driver or GPU found (numba-cuda "
+                    f"{_version('numba_cuda')} is installed)")
         dev = cuda.get_current_device()
         name = dev.name.decode() if isinstance(dev.name, bytes) else str(dev.name)
         cc = getattr(dev, "compute_capability", None)

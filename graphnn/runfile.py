@@ -357,13 +357,29 @@ def _blame(key: str, names, message: str) -> str:
     return key
 
 
+#: what a word usually means where spelling alone misleads ("mnist" is closer to "moons"
+#: by edit distance); the value is what to suggest, if it is allowed there
+_MEANING = {"mnist": "fashion_mnist", "fmnist": "fashion_mnist", "fashion": "fashion_mnist",
+            "sin": "sine", "linear": "line", "regression": "line", "spiral": "spirals",
+            "ce": "cross_entropy", "crossentropy": "cross_entropy", "bce": "binary_cross_entropy",
+            "l2": "mse", "float": "float32", "gpu": "cuda", "adamw": "AdamW"}
+
+
 def _near(word, allowed) -> str:
+    """`` (did you mean 'x'?)``: the same word in another case, a known meaning, a name
+    that contains the word (``mnist`` in ``fashion_mnist``), else the closest spelling."""
     import difflib
     if not isinstance(word, str):
         return ""
-    m = difflib.get_close_matches(word, [str(a) for a in allowed], n=1)
+    names = [str(a) for a in allowed]
+    w = word.lower().replace("-", "_")
+    m = [a for a in names if a.lower() == w]
+    if not m and _MEANING.get(w) in names:
+        m = [_MEANING[w]]
+    if not m and len(w) >= 3:
+        m = [a for a in names if w in a.lower()]
     if not m:
-        m = [a for a in map(str, allowed) if a.lower() == word.lower()]
+        m = difflib.get_close_matches(word, names, n=1)
     return f" (did you mean {m[0]!r}?)" if m else ""
 
 

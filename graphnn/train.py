@@ -174,10 +174,12 @@ def fit(net, X, y, epochs: int = 1, batch_size: int = 32, shuffle: bool = True,
                     bad = np.flatnonzero(~np.isfinite(losses))
                     where = f", step {bad[0] + 1} of {n_batches}" if bad.size else ""
                     net._restore(good)
+                    restored = (f"the parameters from the end of epoch {net.epoch} were "
+                                "restored" if net.epoch else "the initial parameters (from "
+                                "before training) were restored")
                     raise DivergenceError(
-                        f"the loss became {loss} in epoch {net.epoch + 1}{where}; the parameters "
-                        f"from the end of epoch {net.epoch} were restored. Lower the learning "
-                        "rate or rescale the inputs.")
+                        f"the loss became {loss} in epoch {net.epoch + 1}{where}; {restored}. "
+                        "Lower the learning rate or rescale the inputs.")
                 net.step += n_batches
                 net.epoch += 1
                 logs = {"loss": float(loss), **net._metric_logs(stats, rows)}

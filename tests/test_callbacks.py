@@ -203,21 +203,21 @@ def test_csv_logger_rows_and_flush_each_epoch(tmp_path):
     seen = []
     peek = C.LambdaCallback(on_epoch_end=lambda e, logs: seen.append(_read(path)))
     train([log, peek], [{"val_loss": 0.5, "loss": 1.0}, {"loss": 0.25, "val_loss": 0.125}])
-    assert seen[0] == [["epoch", "loss", "val_loss"], ["0", "1.0", "0.5"]]   # on disk already
-    assert _read(path) == [["epoch", "loss", "val_loss"], ["0", "1.0", "0.5"],
-                           ["1", "0.25", "0.125"]]
+    assert seen[0] == [["epoch", "loss", "val_loss"], ["1", "1.0", "0.5"]]   # on disk already
+    assert _read(path) == [["epoch", "loss", "val_loss"], ["1", "1.0", "0.5"],   # 1-based
+                           ["2", "0.25", "0.125"]]
 
 
 def test_csv_logger_key_appearing_later_and_append(tmp_path):
     path = str(tmp_path / "log.csv")
     train([C.CSVLogger(path)], [{"loss": 1.0}, {"loss": 0.5, "accuracy": 0.75},
                                 {"loss": 0.25, "accuracy": 1}])
-    assert _read(path) == [["epoch", "accuracy", "loss"], ["0", "", "1.0"],
-                           ["1", "0.75", "0.5"], ["2", "1", "0.25"]]
+    assert _read(path) == [["epoch", "accuracy", "loss"], ["1", "", "1.0"],
+                           ["2", "0.75", "0.5"], ["3", "1", "0.25"]]
     train([C.CSVLogger(path, append=True)], [{"loss": 0.125, "accuracy": 0.5}])
-    assert _read(path)[-1] == ["0", "0.5", "0.125"] and len(_read(path)) == 5
+    assert _read(path)[-1] == ["1", "0.5", "0.125"] and len(_read(path)) == 5
     train([C.CSVLogger(path)], [{"loss": np.float32(0.5)}])          # fresh file
-    assert _read(path) == [["epoch", "loss"], ["0", "0.5"]]
+    assert _read(path) == [["epoch", "loss"], ["1", "0.5"]]
 
 
 # -- CallbackList ----------------------------------------------------------------------------

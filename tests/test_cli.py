@@ -69,7 +69,7 @@ def test_default_run_writes_everything(tmp_path, monkeypatch, capsys):
     # metrics.csv: one row per epoch
     with open(run_dir / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [r["epoch"] for r in rows] == ["0", "1"]
+    assert [r["epoch"] for r in rows] == ["1", "2"]   # 1-based, as the console and the plots
     assert {"loss", "accuracy"} <= set(rows[0])
     # run.toml: every default filled in, plus the version
     doc = tomllib.loads((run_dir / "run.toml").read_text())
@@ -200,6 +200,11 @@ def test_divergence_exits_1(tmp_path, capsys):
     assert code == 1
     assert "training failed: the loss became" in err and "Traceback" not in err
     assert (tmp_path / "o" / "model.gnn").is_file()
+    assert "from the end of epoch" in err                   # a later epoch diverged
+    code, out, err = run_cli(capsys, "train", tmp_path / "line.toml", "--out", tmp_path / "o1",
+                             "--set", "optimizer.lr=1e200")
+    assert code == 1 and "in epoch 1" in err                # the very first epoch
+    assert "the initial parameters (from before training) were restored" in err
 
 
 # -- run-file errors: exit 2, the file, the key, what is allowed, before any data -------------
@@ -356,6 +361,27 @@ def test_info(capsys, monkeypatch):
     assert code == 0
     assert "OPENBLAS_CORETYPE=SKYLAKEX" in out and "core Haswell" in out
     assert "numba.cuda not importable" in out
+
+
+def test_info_says_numba_cuda_is_missing(capsys, monkeypatch):
+    import importlib.util
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "numba_cuda" else real(name, *a))
+    code, out, err = run_cli(capsys, "info")
+    assert code == 0
+    line = next(l for l in out.splitlines() if l.strip().startswith("CUDA"))
+    assert "numba-cuda is not installed" in line and "no CUDA driver" not in line
+
+
+@pytest.mark.parametrize("sets, suggestion", [
+    (["data.source=mnist"], "fashion_mnist"), (["data.source=fashion"], "fashion_mnist"),
+    (["data.source=spiral"], "spirals"),
+    (["loss=crossentropy"], "cross_entropy"), (["device=gpu"], "cuda")])
+def test_suggestions_by_meaning(sets, suggestion, capsys, no_data_loading):
+    argv = ["summary"] + [x for s in sets for x in ("--set", s)]
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2 and f"did you mean {suggestion!r}" in err, err
 
 
 def test_source_and_summary(capsys):
