@@ -97,6 +97,9 @@ class RunFileError(ValueError):
 # the default run and the vocabulary
 # ---------------------------------------------------------------------------------------
 
+#: the built-in run (``graphnn train`` without a file); examples/runs/digits.toml is a copy
+BUILTIN_RUN = Path(__file__).resolve().parent / "runs" / "digits.toml"
+
 DEFAULT_LAYERS = [{"type": "Dense", "units": 128, "activation": "relu"},
                   {"type": "Dense"}]          # units from the data: 10 classes for the digits
 
@@ -691,7 +694,7 @@ def load_run(path=None, sets=()) -> Run:
     """Read ``path`` (None: the built-in run), apply ``--set`` items, check every key and
     fill every default.  Raises RunFileError; reads no data and compiles nothing."""
     if path is None:
-        doc = {}                        # the built-in run: every default
+        doc = read_toml(BUILTIN_RUN)    # the built-in run: one definition, a file
         where = None
         base = Path.cwd()
     else:
@@ -700,7 +703,7 @@ def load_run(path=None, sets=()) -> Run:
         base = Path(os.fspath(path)).resolve().parent
     touched = apply_sets(doc, sets)
     chk = _Checker(where, touched, sets)
-    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(os.fspath(path)).stem) if path else None
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(os.fspath(path or BUILTIN_RUN)).stem)
     resolved = _check(doc, chk, base, stem or None)
     return Run(resolved, where)
 

@@ -582,3 +582,32 @@ def test_run_file_output_paths_stay_in_the_output_folder(path, tmp_path, capsys,
         assert code == 2, err
         assert key in err and "inside the output folder" in err
     assert not list(tmp_path.parent.glob("x_*.gnn"))
+
+
+def test_the_built_in_run_is_one_definition(trained, capsys):
+    """Issue 13 item 6: `graphnn train`, examples/runs/digits.toml and examples/digits.py are
+    one run: one file, the same split, the same result."""
+    assert (RUNS / "digits.toml").read_text() == runfile.BUILTIN_RUN.read_text()
+    builtin, from_file = load_run(None), load_run(RUNS / "digits.toml")
+    assert builtin.doc == from_file.doc
+    for sets in (["loss=\"mse\""], ["model.layers.0.units=64"]):     # overrides agree too
+        try:
+            a = load_run(None, sets).doc
+        except RunFileError as e:
+            a = e.detail
+        try:
+            b = load_run(RUNS / "digits.toml", sets).doc
+        except RunFileError as e:
+            b = e.detail
+        assert a == b, sets
+    # examples/digits.py: the same split, so the same accuracy as the CLI after 2 epochs
+    import importlib.util
+    import graphnn as gn
+    spec = importlib.util.spec_from_file_location("digits_example", REPO / "examples" / "digits.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    accuracy = example.main(epochs=2)
+    capsys.readouterr()
+    data = load_run(trained / "run.toml").load_data()
+    want = gn.load(trained / "model.gnn").evaluate(data.X_test, data.y_test)["accuracy"]
+    assert accuracy == want
