@@ -799,7 +799,7 @@ def _check_data(d: dict, source: str, chk: _Checker, base: Path) -> dict:
                      else base) / p
             if source == "fashion_mnist":
                 if not p.is_dir():
-                    from .datasets import _FASHION_INSTALL
+                    from .datasets.loaders import _FASHION_INSTALL
                     raise chk.error(key, f"Fashion-MNIST folder {str(p)!r} not found; install "
                                          f"the data set with `{_FASHION_INSTALL}` or set "
                                          "data.path to a folder with its four IDX files")
