@@ -282,8 +282,9 @@ def test_examples_run_files_are_valid():
         load_run(path)
     digits = load_run(RUNS / "digits.toml")
     default = load_run(None)
-    default.fill_from_data(default.load_data())             # the last layer's 10 units
     assert digits.resolved() == default.resolved()          # digits.toml is the built-in run
+    default.fill_from_data(default.load_data())
+    assert default["model"]["layers"][-1]["units"] == 10    # the last layer's, from the data
 
 
 # -- eval and predict -----------------------------------------------------------------------
