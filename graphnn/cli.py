@@ -263,8 +263,9 @@ def looks_like_checkpoint(path) -> bool:
             head = f.read(9)
     except OSError:
         return False
+    # safetensors: a little-endian header length (text would make it astronomically large)
     return head.startswith(b"GRAPHNN\0") or (len(head) == 9 and head[8:9] == b"{"
-                                             and b"\n" not in head[:8] and b"=" not in head[:8])
+                                             and int.from_bytes(head[:8], "little") < 2 ** 32)
 
 
 def _not_a_checkpoint(args, what: str) -> None:

@@ -612,3 +612,21 @@ def test_the_built_in_run_is_one_definition(trained, capsys):
     data = load_run(trained / "run.toml").load_data()
     want = gn.load(trained / "model.gnn").evaluate(data.X_test, data.y_test)["accuracy"]
     assert accuracy == want
+
+
+def test_checkpoints_are_recognised_by_content(tmp_path):
+    """graphnn's magic bytes or a safetensors header (whatever the name); TOML text is not."""
+    import json
+    import struct
+    head = json.dumps({"__metadata__": {"graphnn": "{}"}}).encode()
+    (tmp_path / "a.bin").write_bytes(struct.pack("<Q", len(head)) + head)
+    (tmp_path / "b.bin").write_bytes(b"GRAPHNN\0" + bytes(20))
+    (tmp_path / "c.toml").write_text("# aaaaaa{ a comment\nepochs = 1\n")
+    (tmp_path / "d.safetensors").write_text("")
+    assert cli.looks_like_checkpoint(tmp_path / "a.bin")
+    assert cli.looks_like_checkpoint(tmp_path / "b.bin")
+    assert cli.looks_like_checkpoint(tmp_path / "d.safetensors")
+    assert not cli.looks_like_checkpoint(tmp_path / "c.toml")
+    assert not cli.looks_like_checkpoint(tmp_path / "missing.toml")
+    for path in RUNS.glob("*.toml"):
+        assert not cli.looks_like_checkpoint(path), path
