@@ -525,7 +525,8 @@ def test_labels_out_of_range_fail_before_compiling(capsys, no_compile):
     code, out, err = run_cli(capsys, "train", "--set", "model.layers.1.units=5",
                              "--set", "verbose=0")
     assert code == 2, err
-    assert "model.layers.1.units" in err and "class label" in err and "0..4" in err
+    assert "--set model.layers.1.units=5: model.layers.1.units" in err      # where, the key
+    assert "class label" in err and "0..4" in err
     assert "10 outputs" in err and "Traceback" not in err
 
 

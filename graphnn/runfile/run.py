@@ -38,9 +38,15 @@ class Run:
     """A checked run file: ``resolved()``, ``load_data()``, ``build_model(...)``,
     ``build_optimizer(...)``, ``build_callbacks(...)``, ``compile(...)``."""
 
-    def __init__(self, doc: dict, path: str | None = None):
+    def __init__(self, doc: dict, path: str | None = None, checker: _Checker | None = None):
         self.doc = doc                    # every key present, checked
         self.path = path
+        self._checker = checker           # says whether a key came from the file or a --set
+
+    def _error(self, message: str, key: str) -> RunFileError:
+        """A RunFileError naming where ``key`` was set (the file or a --set item)."""
+        where = self._checker.where(key) if self._checker is not None else self.path
+        return RunFileError(message, where, key)
 
     # -- views ---------------------------------------------------------------------------
     @property
@@ -166,9 +172,8 @@ class Run:
         need = data_bytes(d["n"], features)
         have = available_bytes()
         if have is not None and need > have:
-            raise RunFileError(f"{d['n']:,} rows need about {size_text(need)} of memory to "
-                               f"generate, more than the {size_text(have)} available",
-                               self.path, "data.n")
+            raise self._error(f"{d['n']:,} rows need about {size_text(need)} of memory to "
+                              f"generate, more than the {size_text(have)} available", "data.n")
 
     def check_model_memory(self, in_dim: int) -> None:
         """Refuse (RunFileError) a model whose parameters and workspace would not fit."""
@@ -186,10 +191,10 @@ class Run:
         if have is None or need <= have:
             return
         widest = max(range(1, len(widths)), key=lambda k: widths[k - 1] * widths[k] + widths[k])
-        raise RunFileError(f"the model needs about {size_text(need)} of memory (parameters, "
-                           f"gradients and optimizer state {size_text(params)}, workspace "
-                           f"{size_text(arena)}), more than the {size_text(have)} available",
-                           self.path, f"model.layers.{blame[widest]}.units")
+        raise self._error(f"the model needs about {size_text(need)} of memory (parameters, "
+                          f"gradients and optimizer state {size_text(params)}, workspace "
+                          f"{size_text(arena)}), more than the {size_text(have)} available",
+                          f"model.layers.{blame[widest]}.units")
 
     def check_data(self, data: Data) -> None:
         """Check the data against the model before compiling: features, target shapes and
@@ -210,11 +215,11 @@ class Run:
                 check_lengths(X, y)
                 loss.check_targets(y, X.shape[0], width, np.dtype(self.doc["dtype"]))
             except ValueError as e:
-                raise RunFileError(f"the {part} data does not fit the model: {e}"
-                                   + (f" (the data's targets need {self.out_dim(data)} "
-                                      "outputs; leave the last layer's units out to take "
-                                      "them from the data)" if self.out_dim(data) != width
-                                      else ""), self.path, key) from None
+                hint = (f" (the data's targets need {self.out_dim(data)} outputs; leave the "
+                        "last layer's units out to take them from the data)"
+                        if self.out_dim(data) != width else "")
+                raise self._error(f"the {part} data does not fit the model: {e}{hint}",
+                                  key) from None
 
     # -- building ------------------------------------------------------------------------
     def fill_from_data(self, data: Data) -> None:
@@ -278,4 +283,4 @@ def load_run(path=None, sets=()) -> Run:
     # the name defaults to the file's; the built-in run's to its data source
     stem = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(os.fspath(path)).stem) if path else None
     resolved = _check(doc, chk, base, stem or None)
-    return Run(resolved, where)
+    return Run(resolved, where, chk)
