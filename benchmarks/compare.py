@@ -491,8 +491,57 @@ def _fmt(x, unit=""):
     return f"{x:.3g}"
 
 
-def _ratio(x):
-    return "n/a" if x is None or math.isnan(x) else f"{x:.2f}×"
+def _ratio(x, samples=None):
+    """``1.23×``, with the range of the per-round ratios when there are several."""
+    if x is None or math.isnan(x):
+        return "n/a"
+    if samples and len(samples) > 1:
+        return f"{x:.2f}× ({min(samples):.2f}–{max(samples):.2f})"
+    return f"{x:.2f}×"
+
+
+#: relative spread ((slowest - fastest) / median over rounds) above which a figure is noisy
+NOISY_SPREAD = 0.25
+#: 1-minute load average per logical CPU above which the machine counts as busy
+BUSY_LOAD = 0.5
+
+
+def reliability_warnings(res) -> list[str]:
+    """Why the ratios may not be trusted: too few rounds, figures that moved a lot between
+    rounds, a machine that was busy with other work."""
+    out = []
+    rounds = res["config"]["rounds_done"]
+    if rounds < 3:
+        out.append(f"only {rounds} round{'s' if rounds != 1 else ''} measured: each ratio is "
+                   f"{'one sample' if rounds == 1 else 'two samples'}, with no spread to judge "
+                   "it by; run without --quick (9 rounds) for figures to quote")
+    noisy = []
+    for key, r in res["steps"].items():
+        for name, v in r["samples_steps_per_s"].items():
+            med = _median(v)
+            if len(v) > 1 and med > 0 and (max(v) - min(v)) / med > NOISY_SPREAD:
+                noisy.append(f"{key}/{name} ±{50 * (max(v) - min(v)) / med:.0f}%")
+    for name, v in res["epoch"]["samples_s"].items():
+        med = _median(v)
+        if len(v) > 1 and med > 0 and (max(v) - min(v)) / med > NOISY_SPREAD:
+            noisy.append(f"epoch/{name} ±{50 * (max(v) - min(v)) / med:.0f}%")
+    if noisy:
+        out.append("noisy figures (spread between rounds over "
+                   f"{100 * NOISY_SPREAD:.0f}% of the median): " + ", ".join(noisy))
+    m = res["machine"]
+    cpus = m.get("logical_cpus") or 1
+    for when in ("loadavg_start", "loadavg_end"):
+        load = m.get(when) or []
+        try:
+            one = float(load[0])
+        except (IndexError, ValueError):
+            continue
+        if one > BUSY_LOAD * cpus:
+            out.append(f"the machine was busy (1-minute load average {one:.2f} on {cpus} "
+                       f"logical CPUs at the {when.split('_')[1]}): other work competes for "
+                       "the cores, so the ratios may be off")
+            break
+    return out
 
 
 def markdown(res) -> str:
@@ -515,20 +564,24 @@ def markdown(res) -> str:
         "",
         f"Medians over {res['config']['rounds_done']} interleaved rounds "
         f"({res['config']['epoch_rounds_done']} for the epoch); ratio = graphnn speed ÷ other's "
-        "speed (> 1: graphnn faster), median of per-round ratios. Random data.",
+        "speed (> 1: graphnn faster), median of per-round ratios (their range in brackets). "
+        "Random data.",
         "",
         "| benchmark | graphnn | PyTorch eager | NumPy | graphnn ÷ PyTorch | graphnn ÷ NumPy |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for key, r in res["steps"].items():
         cells = [_fmt(r["median_steps_per_s"].get(n)) for n, _ in names]
+        rs = r.get("ratio_samples", {})
         out.append(f"| {r['title']} (steps/s) | " + " | ".join(cells) + " | "
-                   + _ratio(r["ratio"].get("torch")) + " | " + _ratio(r["ratio"].get("numpy"))
-                   + " |")
+                   + _ratio(r["ratio"].get("torch"), rs.get("torch")) + " | "
+                   + _ratio(r["ratio"].get("numpy"), rs.get("numpy")) + " |")
     e = res["epoch"]
+    es = e.get("ratio_samples", {})
     cells = [_fmt(e["median_s"].get(n), "s") for n, _ in names]
     out.append(f"| {e['title']} (s per epoch) | " + " | ".join(cells) + " | "
-               + _ratio(e["ratio"].get("torch")) + " | " + _ratio(e["ratio"].get("numpy")) + " |")
+               + _ratio(e["ratio"].get("torch"), es.get("torch")) + " | "
+               + _ratio(e["ratio"].get("numpy"), es.get("numpy")) + " |")
     out += ["", "| matrix products | step GFLOP | graphnn GFLOP/s | BLAS-only GFLOP/s "
             "(same np.dot calls in @njit) | graphnn ÷ BLAS |", "|---|---:|---:|---:|---:|"]
     for key, g in res["gflops"].items():
@@ -545,6 +598,8 @@ def markdown(res) -> str:
                        f"{c[k]['compile_seconds']:.2f} s |")
     if res.get("notes"):
         out += [""] + [f"Note: {n}" for n in res["notes"]]
+    if res.get("warnings"):
+        out += [""] + [f"Warning: {w}" for w in res["warnings"]]
     return "\n".join(out)
 
 
@@ -668,10 +723,12 @@ def main(argv=None) -> dict:
     for key, b in benches.items():
         s = samples[key]
         med = {n: _median(v) for n, v in s.items()}
-        ratio = {n: _median([g / o for g, o in zip(s["graphnn"], s[n])])
-                 for n in s if n not in ("graphnn", "blas")}
+        ratio_samples = {n: [g / o for g, o in zip(s["graphnn"], s[n])]
+                         for n in s if n not in ("graphnn", "blas")}
+        ratio = {n: _median(v) for n, v in ratio_samples.items()}
         res["steps"][key] = {"title": b["spec"]["title"], "samples_steps_per_s": s,
                              "median_steps_per_s": med, "ratio": ratio,
+                             "ratio_samples": ratio_samples,
                              "plan_epochs_batches": b["plan"]}
         if "blas" in s:
             fl = step_flops(b["spec"])
@@ -681,15 +738,18 @@ def main(argv=None) -> dict:
                 "fraction": _median([g / o for g, o in zip(s["graphnn"], s["blas"])]),
                 **{f"{n}_gflops": fl * med[n] / 1e9 for n in med if n not in ("graphnn", "blas")}}
     emed = {n: _median(v) for n, v in esamples.items()}
+    eratios = {n: [o / g for g, o in zip(esamples["graphnn"], v)]
+               for n, v in esamples.items() if n != "graphnn"}
     res["epoch"] = {"title": espec["title"], "samples_s": esamples, "median_s": emed,
-                    "ratio": {n: _median([o / g for g, o in zip(esamples["graphnn"], v)])
-                              for n, v in esamples.items() if n != "graphnn"}}
+                    "ratio": {n: _median(v) for n, v in eratios.items()},
+                    "ratio_samples": eratios}
 
     if compile_res is not None:
         res["compile"] = compile_res
     res["machine"]["loadavg_start"] = load_start
     res["machine"]["loadavg_end"] = _loadavg()
     res["total_seconds"] = time.perf_counter() - t_start
+    res["warnings"] = reliability_warnings(res)
 
     log("\n[spread] median [slowest - fastest round] per contender")
     for key, r in res["steps"].items():
@@ -701,6 +761,8 @@ def main(argv=None) -> dict:
     log("")
     log(markdown(res))
     log(f"\n(total {res['total_seconds']:.0f} s)")
+    for w in res["warnings"]:
+        print(f"graphnn bench: warning: {w}", file=sys.stderr, flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1, default=float))
         log(f"raw numbers: {args.json}")

@@ -25,4 +25,26 @@ __all__ = [
     "Sigmoid", "Tanh", "Softplus", "GELU", "Linear", "Softmax", "Add", "Concatenate",
     "SGD", "Adam", "AdamW", "RMSprop", "Optimizer", "History", "DivergenceError", "load", "CheckpointError",
     "set_num_threads", "get_num_threads", "callbacks", "schedules", "__version__",
+    "check_gradients", "datasets",
 ]
+
+#: Submodules and functions imported on first use, so that ``import graphnn`` stays fast
+#: while ``gn.datasets.make_moons`` and ``gn.check_gradients`` work after ``import graphnn as gn``.
+_LAZY = {"datasets": ("graphnn.datasets", None), "runfile": ("graphnn.runfile", None),
+         "plots": ("graphnn.plots", None), "check_gradients": ("graphnn.gradcheck", "check_gradients")}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+        module, attr = _LAZY[name]
+        value = importlib.import_module(module)
+        if attr is not None:
+            value = getattr(value, attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'graphnn' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

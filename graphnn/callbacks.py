@@ -277,6 +277,23 @@ class ModelCheckpoint(_Monitor):
         self.save_best_only = save_best_only
         self.saved: list[str] = []
 
+    def folder(self) -> str:
+        """The folder the checkpoints go to (the part of ``path`` before any ``{field}``)."""
+        static = self.path.split("{", 1)[0]
+        head = os.path.dirname(static) if "{" in self.path else os.path.dirname(self.path)
+        return head or "."
+
+    def on_train_begin(self, logs=None) -> None:
+        """Check the folder now, not after the first epoch has trained."""
+        folder = self.folder()
+        if not os.path.isdir(folder):
+            what = "is not a folder" if os.path.exists(folder) else "does not exist"
+            raise ValueError(f"ModelCheckpoint path {self.path!r}: the folder {folder!r} {what}; "
+                             "create it first")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise ValueError(f"ModelCheckpoint path {self.path!r}: the folder {folder!r} is not "
+                             "writable")
+
     def filename(self, epoch: int, logs: dict) -> str:
         """The path for 0-based ``epoch`` with these logs."""
         values = dict(logs or {})
@@ -332,7 +349,8 @@ def _cell(value) -> str:
 
 
 class CSVLogger(Callback):
-    """One CSV row per epoch: ``epoch`` (0-based) then the logs' keys, sorted.
+    """One CSV row per epoch: ``epoch`` (1-based, as the progress display and the plots
+    count) then the logs' keys, sorted.
 
     The file is complete after every epoch (each row is written and the file closed).
     If a key appears in a later epoch, the file is rewritten with the wider header and
@@ -364,7 +382,7 @@ class CSVLogger(Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict) -> None:
         logs = logs or {}
-        row = {"epoch": str(epoch)}
+        row = {"epoch": str(epoch + 1)}
         row.update((k, _cell(v)) for k, v in logs.items() if k != "epoch")
         old = self.columns or []
         columns = ["epoch"] + sorted((set(old) | set(row)) - {"epoch"})
@@ -494,7 +512,7 @@ class ProgressBar(Progress):
 
     def __init__(self, epochs: int, steps_per_epoch: int, file=None):
         super().__init__(epochs, steps_per_epoch)
-        from tqdm import tqdm                   # lazily: tqdm is optional
+        from tqdm import tqdm                   # a required dependency; imported on first use
         self._tqdm = tqdm
         self.file = file
         self.bar = None
@@ -538,24 +556,13 @@ class ProgressBar(Progress):
         self._close_bar()
 
 
-_told_no_tqdm = False
-
-
 def make_progress(verbose, epochs: int, steps_per_epoch: int, file=None) -> Progress:
-    """The progress display ``fit`` uses: ``verbose`` 0 silent, 1 a tqdm bar per epoch
-    (one line per epoch if tqdm is not installed, said once), 2 one line per epoch."""
+    """The progress display ``fit`` uses: ``verbose`` 0 silent, 1 a tqdm bar per epoch,
+    2 one line per epoch."""
     if verbose not in (0, 1, 2):
         raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
     if verbose == 2:
         return ProgressLine(epochs, steps_per_epoch, file)
     if verbose == 1:
-        try:
-            return ProgressBar(epochs, steps_per_epoch, file)
-        except ImportError:
-            global _told_no_tqdm
-            if not _told_no_tqdm:
-                _told_no_tqdm = True
-                print("graphnn: tqdm is not installed, so verbose=1 prints one line per epoch "
-                      "(pip install tqdm for a progress bar)", file=sys.stderr)
-            return ProgressLine(epochs, steps_per_epoch, file)
+        return ProgressBar(epochs, steps_per_epoch, file)
     return Progress(epochs, steps_per_epoch)

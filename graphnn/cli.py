@@ -1,8 +1,8 @@
 """The ``graphnn`` command line.
 
-    graphnn train [RUN.toml] [--set key=value ...] [--out DIR]
-    graphnn eval CHECKPOINT --data RUN.toml|FILE
-    graphnn predict CHECKPOINT INPUT.npy|INPUT.csv [--out preds.npy]
+    graphnn train [RUN.toml] [--set key=value ...] [--out DIR [--overwrite]]
+    graphnn eval CHECKPOINT [--data RUN.toml|FILE]
+    graphnn predict CHECKPOINT INPUT.npy|INPUT.csv [--out preds.npy|preds.csv] [--proba|--classes]
     graphnn export CHECKPOINT --onnx OUT.onnx
     graphnn info
     graphnn source RUN.toml          graphnn summary RUN.toml
@@ -73,11 +73,25 @@ def _recorder():
     return rec
 
 
+RUN_OUTPUTS = ("model.gnn", "run.toml", "metrics.csv", PREPROCESS_FILE)
+
+
+def _check_out(out: str | None, overwrite: bool) -> None:
+    """--out must be a folder (or not exist yet), and not an earlier run's unless --overwrite."""
+    if not out:
+        return
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--out {out!r} exists and is not a folder")
+    earlier = [n for n in RUN_OUTPUTS if (path / n).exists()]
+    if earlier and not overwrite:
+        raise UsageError(f"--out {out!r} holds an earlier run ({', '.join(earlier)}); choose "
+                         "another folder, or give --overwrite to replace its files")
+
+
 def _out_dir(name: str, out: str | None) -> Path:
     if out:
         path = Path(out)
-        if path.exists() and not path.is_dir():
-            raise UsageError(f"--out {out!r} exists and is not a folder")
         path.mkdir(parents=True, exist_ok=True)
         return path
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -119,13 +133,18 @@ def _describe_data(run, data) -> str:
 
 def cmd_train(args) -> int:
     import graphnn as gn
+    _not_a_checkpoint(args, "train")
     run = load_run(args.run, args.set)
+    _check_out(args.out, args.overwrite)
+    run.check_data_memory()
     verbose = run["verbose"]
     label = f"run file {args.run}" if args.run else "the built-in run"
     print(f"graphnn {gn.__version__}: training {run.name!r} ({label})", flush=True)
     data = run.load_data()
     run.fill_from_data(data)
     print(_describe_data(run, data), flush=True)
+    run.check_data(data)                 # before the compile: it takes seconds
+    run.check_model_memory(data.in_dim)
     if run["threads"]:
         gn.set_num_threads(run["threads"])
     try:
@@ -231,6 +250,33 @@ def cmd_train(args) -> int:
 # eval and predict
 # ---------------------------------------------------------------------------------------
 
+CHECKPOINT_SUFFIXES = (".gnn", ".safetensors")
+
+
+def looks_like_checkpoint(path) -> bool:
+    """True for a file that is a checkpoint rather than a TOML run file: a checkpoint's
+    suffix, graphnn's magic bytes, or a safetensors header (8-byte length, then '{')."""
+    p = Path(path)
+    if p.suffix.lower() in CHECKPOINT_SUFFIXES:
+        return True
+    try:
+        with open(p, "rb") as f:
+            head = f.read(9)
+    except OSError:
+        return False
+    # safetensors: a little-endian header length (text would make it astronomically large)
+    return head.startswith(b"GRAPHNN\0") or (len(head) == 9 and head[8:9] == b"{"
+                                             and int.from_bytes(head[:8], "little") < 2 ** 32)
+
+
+def _not_a_checkpoint(args, what: str) -> None:
+    run = getattr(args, "run", None)
+    if run and looks_like_checkpoint(run):
+        raise UsageError(f"{run!r} is a checkpoint (a trained model); `graphnn {what}` takes a "
+                         "TOML run file (.toml). To continue from a checkpoint, use the "
+                         f"run.toml beside it: graphnn {what} {Path(run).parent / 'run.toml'}")
+
+
 def _load_checkpoint(path: str):
     import graphnn as gn
     p = Path(path)
@@ -242,7 +288,7 @@ def _load_checkpoint(path: str):
         raise UsageError(f"cannot load checkpoint {path!r}: {e}") from None
 
 
-def _preprocess(checkpoint: str, X, raw: bool):
+def _preprocess(checkpoint: str, X, raw: bool, input_name: str | None = None):
     """Apply the training run's standardization (preprocess.npz beside the checkpoint)."""
     f = Path(checkpoint).parent / PREPROCESS_FILE
     if raw or not f.is_file():
@@ -251,8 +297,12 @@ def _preprocess(checkpoint: str, X, raw: bool):
         mean, scale = z["mean"], z["scale"]
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2 or X.shape[1] != mean.shape[0]:
+        hint = ""
+        if X.ndim == 2 and X.shape[1] == mean.shape[0] + 1 and input_name is not None:
+            hint = ("; if one column holds the labels, drop it with --label-column "
+                    "(index or name, -1 for the last)")
         raise UsageError(f"the input has shape {X.shape}, but {f} standardizes "
-                         f"{mean.shape[0]} features")
+                         f"{mean.shape[0]} features{hint}")
     return (X - mean) / scale, f
 
 
@@ -273,14 +323,15 @@ def _read_table(path: str, args, labels: bool):
                                  "--labels LABELS.npy")
             return X, ds.read_npy(args.labels)
         if suffix == "csv":
-            if not labels:
+            if not labels and args.label_column is None:
                 return ds.read_csv(p, label_column=None)
-            col = args.label_column
+            col = args.label_column if args.label_column is not None else "-1"
             try:
                 col = int(col)
             except ValueError:
                 pass                         # a column name
-            return ds.read_csv(p, label_column=col)
+            X, y = ds.read_csv(p, label_column=col)
+            return X, (y if labels else None)
     except FileNotFoundError as e:
         raise UsageError(str(e)) from None
     except ValueError as e:
@@ -298,8 +349,15 @@ def _targets(net, y):
 
 def cmd_eval(args) -> int:
     src = args.data
+    if src is None:
+        src = str(Path(args.checkpoint).parent / "run.toml")
+        if not Path(src).is_file():
+            raise UsageError(f"there is no run.toml beside {args.checkpoint!r} to take the test "
+                             "split from; give the data with --data RUN.toml or --data FILE "
+                             "(.npz, .npy, .csv)")
     if src.lower().endswith(".toml"):
         run = load_run(src, args.set)
+        run.check_data_memory()
         net = _load_checkpoint(args.checkpoint)
         data = run.load_data()
         if args.split == "train":
@@ -330,26 +388,62 @@ def cmd_eval(args) -> int:
     return EXIT_OK
 
 
+PREDICT_FORMATS = (".npy", ".csv")
+
+
+def _probabilities(net, out: np.ndarray) -> np.ndarray:
+    """Class probabilities from the model's outputs: softmax (cross-entropy) or sigmoid
+    (binary cross-entropy) of the logits, unless the model's last layer already applies it."""
+    if net.loss.name not in ("cross_entropy", "binary_cross_entropy"):
+        raise UsageError(f"--proba needs a classifier; this model was trained with loss "
+                         f"{net.loss.name!r}, so its outputs are values, not logits")
+    if net.plan.fused is not None:        # ends in softmax / sigmoid: already there
+        return out
+    z = out.astype(np.float64)
+    if net.loss.name == "cross_entropy":
+        z = np.exp(z - z.max(axis=1, keepdims=True))
+        return (z / z.sum(axis=1, keepdims=True)).astype(out.dtype)
+    return (0.5 * (1.0 + np.tanh(0.5 * z))).astype(out.dtype)       # sigmoid, no overflow
+
+
+def _classes(net, out: np.ndarray) -> np.ndarray:
+    if out.shape[1] > 1:
+        return out.argmax(axis=1)
+    if net.loss.name == "binary_cross_entropy" and net.plan.fused is not None:
+        return (out[:, 0] >= 0.5).astype(np.int64)      # a sigmoid output
+    return (out[:, 0] > 0).astype(np.int64)             # a logit
+
+
 def cmd_predict(args) -> int:
+    path = Path(args.out)
+    if path.suffix.lower() not in PREDICT_FORMATS:
+        raise UsageError(f"--out {args.out!r}: name a .npy or .csv file (the extension says "
+                         "the format)")
     net = _load_checkpoint(args.checkpoint)
     X, _ = _read_table(args.input, args, labels=False)
-    X, pre = _preprocess(args.checkpoint, X, args.raw)
+    X, pre = _preprocess(args.checkpoint, X, args.raw, input_name=args.input)
+    width = net.model.input.width
+    if getattr(X, "ndim", 0) == 2 and X.shape[1] == width + 1 and args.label_column is None:
+        raise UsageError(f"{args.input} has {X.shape[1]} columns but {args.checkpoint} takes "
+                         f"{width} features: if one column holds the labels, drop it with "
+                         "--label-column (index or name, -1 for the last)")
     try:
         out = net.predict(X)
     except ValueError as e:
         raise UsageError(f"cannot predict with {args.checkpoint} on {args.input}: {e}") from None
     if args.classes:
-        out = out.argmax(axis=1) if out.shape[1] > 1 else (out[:, 0] > 0).astype(np.int64)
-    path = Path(args.out)
+        out = _classes(net, out)
+    elif args.proba:
+        out = _probabilities(net, out)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() == ".csv":
         np.savetxt(path, out.reshape(len(out), -1), delimiter=",",
                    fmt="%d" if args.classes else "%.9g")
     else:
-        if path.suffix.lower() != ".npy":
-            path = path.with_name(path.name + ".npy")
         np.save(path, out)
-    shape = "class labels" if args.classes else f"outputs of width {out.shape[1]}"
+    shape = ("class labels" if args.classes else
+             f"class probabilities of width {out.shape[1]}" if args.proba else
+             f"outputs of width {out.shape[1]}")
     print(f"wrote {len(out):,} rows of {shape} to {path}"
           + (f" (inputs standardized with {pre})" if pre else ""))
     return EXIT_OK
@@ -399,21 +493,32 @@ def _add_export_parser(sub) -> None:
 
 def _compiled(args):
     run = load_run(args.run, args.set)
+    run.check_data_memory()
     data = run.load_data()
     run.fill_from_data(data)
+    run.check_model_memory(data.in_dim)
     try:
         return run.compile(data.in_dim)
     except (ValueError, ImportError) as e:
         raise UsageError(f"cannot build the model of {args.run}: {e}") from None
 
 
+def _net_of(args):
+    """A checkpoint's network, or the model of a run file compiled."""
+    if args.run and looks_like_checkpoint(args.run):
+        if args.set:
+            raise UsageError("--set applies to a run file, not to a checkpoint")
+        return _load_checkpoint(args.run)
+    return _compiled(args)
+
+
 def cmd_source(args) -> int:
-    print(_compiled(args).source())
+    print(_net_of(args).source())
     return EXIT_OK
 
 
 def cmd_summary(args) -> int:
-    print(_compiled(args).summary())
+    print(_net_of(args).summary())
     return EXIT_OK
 
 
@@ -508,13 +613,17 @@ def _blas_origin(path: str) -> str:
 
 def _cuda() -> str:
     """CUDA availability; numba.cuda is imported only here."""
+    if importlib.util.find_spec("numba_cuda") is None:
+        return ('not available: numba-cuda is not installed (pip install "graphnn[cuda]" '
+                "on a machine with an NVIDIA GPU)")
     try:
         cuda = importlib.import_module("numba.cuda")
     except Exception as e:              # noqa: BLE001
         return f"numba.cuda not importable ({type(e).__name__}: {e})"
     try:
         if not cuda.is_available():
-            return "not available (no CUDA driver or GPU found)"
+            return (f"not available: no CUDA driver or GPU found (numba-cuda "
+                    f"{_version('numba_cuda')} is installed)")
         dev = cuda.get_current_device()
         name = dev.name.decode() if isinstance(dev.name, bytes) else str(dev.name)
         cc = getattr(dev, "compute_capability", None)
@@ -587,15 +696,20 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("run", nargs="?", metavar="RUN.toml", help=RUN_HELP)
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
     t.add_argument("--out", metavar="DIR",
-                   help="output folder (default runs/<name>-<date>-<time>)")
+                   help="output folder (default runs/<name>-<date>-<time>); an earlier "
+                        "run's folder only with --overwrite")
+    t.add_argument("--overwrite", action="store_true",
+                   help="let --out replace the files of an earlier run in that folder")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="evaluate a checkpoint on a run's test set or a data file",
                        description="Evaluate a saved model (model.gnn) on the test split of "
-                                   "a run file, or on a .npz/.npy/.csv data file.")
+                                   "its run (the run.toml beside it, or --data RUN.toml), or "
+                                   "on a .npz/.npy/.csv data file.")
     e.add_argument("checkpoint", metavar="CHECKPOINT")
-    e.add_argument("--data", required=True, metavar="RUN.toml|FILE",
-                   help="a run file (its test split) or a .npz, .npy or .csv file")
+    e.add_argument("--data", metavar="RUN.toml|FILE",
+                   help="a run file (its test split) or a .npz, .npy or .csv file "
+                        "(default: the run.toml beside the checkpoint)")
     e.add_argument("--split", choices=("test", "train"), default="test",
                    help="with a run file: which part to evaluate on (default test)")
     e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
@@ -604,13 +718,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("predict", help="run a checkpoint on inputs, save the outputs",
                        description="Compute the model's output for every row of INPUT and "
-                                   "save it (.npy, or .csv if --out ends in .csv).")
+                                   "save one row per input row: by default the model's raw "
+                                   "outputs (logits for a classifier, values for a "
+                                   "regression), with --proba the class probabilities, with "
+                                   "--classes the predicted class. The format is the one "
+                                   "--out names: .npy (a NumPy array) or .csv (comma-"
+                                   "separated, no header).")
     r.add_argument("checkpoint", metavar="CHECKPOINT")
     r.add_argument("input", metavar="INPUT", help="a .npy, .csv or .npz file of feature rows")
     r.add_argument("--out", default="preds.npy", metavar="FILE",
-                   help="where to write the predictions (default preds.npy)")
-    r.add_argument("--classes", action="store_true",
-                   help="save the predicted class (argmax) instead of the raw outputs")
+                   help="where to write the predictions: FILE.npy or FILE.csv "
+                        "(default preds.npy)")
+    kind = r.add_mutually_exclusive_group()
+    kind.add_argument("--classes", action="store_true",
+                      help="write the predicted class (an integer per row) instead of the "
+                           "raw outputs")
+    kind.add_argument("--proba", action="store_true",
+                      help="write the class probabilities (softmax, or sigmoid for one "
+                           "logit) instead of the raw outputs")
     _data_file_options(r, labels=False)
     r.set_defaults(func=cmd_predict)
 
@@ -621,9 +746,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, fn, what in (("source", cmd_source, "print the generated kernel source"),
                            ("summary", cmd_summary, "print the layer table")):
-        s = sub.add_parser(name, help=f"{what} of a run's model",
-                           description=f"Compile a run file's model and {what}.")
-        s.add_argument("run", nargs="?", metavar="RUN.toml", help=RUN_HELP)
+        s = sub.add_parser(name, help=f"{what} of a run's model or a checkpoint",
+                           description=f"Compile a run file's model (or load a checkpoint) "
+                                       f"and {what}.")
+        s.add_argument("run", nargs="?", metavar="RUN.toml|CHECKPOINT",
+                       help=RUN_HELP + "; or a checkpoint (model.gnn)")
         s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help=SET_HELP)
         s.set_defaults(func=fn)
@@ -641,6 +768,10 @@ def _data_file_options(p, labels: bool):
                        help="labels for features given as a .npy file")
         p.add_argument("--label-column", default="-1",
                        help="label column of a .csv file: index or name (default -1, the last)")
+    else:
+        p.add_argument("--label-column", default=None,
+                       help="a label column to drop from a .csv file: index or name "
+                            "(-1 the last; default: every column is a feature)")
     p.add_argument("--raw", action="store_true",
                    help=f"do not apply the training run's standardization ({PREPROCESS_FILE} "
                         "beside the checkpoint)")

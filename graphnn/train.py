@@ -66,7 +66,32 @@ def _row_weights(net, X, Y, class_weight, sample_weight):
         w *= table[Y]
     if not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
         raise ValueError("sample and class weights must be finite, non-negative and not all zero")
-    return np.ascontiguousarray(w, dtype=net.dtype)
+    return _in_model_dtype(w, net.dtype)
+
+
+def _in_model_dtype(w: np.ndarray, dtype) -> np.ndarray:
+    """The row weights in the model's dtype; weights that overflow it (or whose sum does)
+    or that underflow to zero in it are a ValueError naming the weights."""
+    dt = np.dtype(dtype)
+    info = np.finfo(dt)
+    with np.errstate(over="ignore", under="ignore"):
+        out = np.ascontiguousarray(w, dtype=dt)
+    if not np.isfinite(out).all() or w.sum() > info.max:
+        big = float(w.max())
+        raise ValueError(f"sample/class weights up to {big:.3g} overflow {dt.name} (largest "
+                         f"{info.max:.3g}, and their sum must fit too): scale the weights down")
+    lost = (w > 0) & (out == 0)
+    if lost.any():
+        i = int(np.argmax(lost))
+        raise ValueError(f"sample/class weight {w[i]:.3g} (row {i}) underflows to zero in "
+                         f"{dt.name} (smallest normal {info.tiny:.3g}): scale the weights up; "
+                         "only their ratios matter")
+    if (w > 0).any() and float(out[w > 0].min()) < info.tiny:
+        i = int(np.argmax((w > 0) & (out < info.tiny)))
+        raise ValueError(f"sample/class weight {w[i]:.3g} (row {i}) is subnormal in {dt.name} "
+                         f"(smallest normal {info.tiny:.3g}): scale the weights up; only their "
+                         "ratios matter")
+    return out
 
 
 def _validation(net, X, Y, validation_data, validation_split):
@@ -149,10 +174,12 @@ def fit(net, X, y, epochs: int = 1, batch_size: int = 32, shuffle: bool = True,
                     bad = np.flatnonzero(~np.isfinite(losses))
                     where = f", step {bad[0] + 1} of {n_batches}" if bad.size else ""
                     net._restore(good)
+                    restored = (f"the parameters from the end of epoch {net.epoch} were "
+                                "restored" if net.epoch else "the initial parameters (from "
+                                "before training) were restored")
                     raise DivergenceError(
-                        f"the loss became {loss} in epoch {net.epoch + 1}{where}; the parameters "
-                        f"from the end of epoch {net.epoch} were restored. Lower the learning "
-                        "rate or rescale the inputs.")
+                        f"the loss became {loss} in epoch {net.epoch + 1}{where}; {restored}. "
+                        "Lower the learning rate or rescale the inputs.")
                 net.step += n_batches
                 net.epoch += 1
                 logs = {"loss": float(loss), **net._metric_logs(stats, rows)}

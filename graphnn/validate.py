@@ -63,9 +63,10 @@ def positive_int(value, what: str) -> int:
 
 def as_dtype(dtype) -> np.dtype:
     try:
-        dt = np.dtype(dtype)
-    except TypeError:
+        dt = None if dtype is None else np.dtype(dtype)     # np.dtype(None) is float64
+    except (TypeError, ValueError):
         dt = None
-    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+    # ``dt in (...)`` would not do: NumPy compares np.dtype(float64) == None as True
+    if dt is None or dt.type not in (np.float32, np.float64):
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     return dt

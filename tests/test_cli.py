@@ -69,7 +69,7 @@ def test_default_run_writes_everything(tmp_path, monkeypatch, capsys):
     # metrics.csv: one row per epoch
     with open(run_dir / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [r["epoch"] for r in rows] == ["0", "1"]
+    assert [r["epoch"] for r in rows] == ["1", "2"]   # 1-based, as the console and the plots
     assert {"loss", "accuracy"} <= set(rows[0])
     # run.toml: every default filled in, plus the version
     doc = tomllib.loads((run_dir / "run.toml").read_text())
@@ -200,6 +200,11 @@ def test_divergence_exits_1(tmp_path, capsys):
     assert code == 1
     assert "training failed: the loss became" in err and "Traceback" not in err
     assert (tmp_path / "o" / "model.gnn").is_file()
+    assert "from the end of epoch" in err                   # a later epoch diverged
+    code, out, err = run_cli(capsys, "train", tmp_path / "line.toml", "--out", tmp_path / "o1",
+                             "--set", "optimizer.lr=1e200")
+    assert code == 1 and "in epoch 1" in err                # the very first epoch
+    assert "the initial parameters (from before training) were restored" in err
 
 
 # -- run-file errors: exit 2, the file, the key, what is allowed, before any data -------------
@@ -277,8 +282,9 @@ def test_examples_run_files_are_valid():
         load_run(path)
     digits = load_run(RUNS / "digits.toml")
     default = load_run(None)
-    default.fill_from_data(default.load_data())             # the last layer's 10 units
     assert digits.resolved() == default.resolved()          # digits.toml is the built-in run
+    default.fill_from_data(default.load_data())
+    assert default["model"]["layers"][-1]["units"] == 10    # the last layer's, from the data
 
 
 # -- eval and predict -----------------------------------------------------------------------
@@ -358,6 +364,27 @@ def test_info(capsys, monkeypatch):
     assert "numba.cuda not importable" in out
 
 
+def test_info_says_numba_cuda_is_missing(capsys, monkeypatch):
+    import importlib.util
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "numba_cuda" else real(name, *a))
+    code, out, err = run_cli(capsys, "info")
+    assert code == 0
+    line = next(l for l in out.splitlines() if l.strip().startswith("CUDA"))
+    assert "numba-cuda is not installed" in line and "no CUDA driver" not in line
+
+
+@pytest.mark.parametrize("sets, suggestion", [
+    (["data.source=mnist"], "fashion_mnist"), (["data.source=fashion"], "fashion_mnist"),
+    (["data.source=spiral"], "spirals"),
+    (["loss=crossentropy"], "cross_entropy"), (["device=gpu"], "cuda")])
+def test_suggestions_by_meaning(sets, suggestion, capsys, no_data_loading):
+    argv = ["summary"] + [x for s in sets for x in ("--set", s)]
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2 and f"did you mean {suggestion!r}" in err, err
+
+
 def test_source_and_summary(capsys):
     code, out, err = run_cli(capsys, "summary", RUNS / "digits.toml")
     assert code == 0, err
@@ -404,7 +431,203 @@ def test_python_m_graphnn(tmp_path):
     assert "Traceback" not in r.stderr
 
 
-def test_toml_writer_without_tomli_w():
-    doc = load_run(RUNS / "moons.toml").resolved()
-    assert tomllib.loads(runfile._dumps(doc)) == doc          # the fallback writer
-    assert tomllib.loads(runfile.dumps(doc)) == doc
+# -- issue 13: checkpoints where run files go, eval without --data, predict formats -------
+
+def test_eval_uses_the_run_toml_beside_the_checkpoint(trained, capsys):
+    import graphnn as gn
+    from graphnn.datasets import load_digits, train_test_split
+    X, y = load_digits()                                   # the built-in run's test split
+    _, Xte, _, yte = train_test_split(X, y, test_size=0.25, seed=0, stratify=True)
+    want = gn.load(trained / "model.gnn").evaluate(Xte, yte)
+    code, out, err = run_cli(capsys, "eval", trained / "model.gnn")
+    assert code == 0, err
+    assert "450 rows" in out and f"{want['accuracy']:.4f}" in out and "run.toml" in out
+
+
+def test_eval_without_run_toml_asks_for_data(trained, tmp_path, capsys):
+    import shutil
+    shutil.copy(trained / "model.gnn", tmp_path / "m.gnn")
+    code, out, err = run_cli(capsys, "eval", tmp_path / "m.gnn")
+    assert code == 2 and "no run.toml beside" in err and "--data" in err
+
+
+def test_a_checkpoint_where_a_run_file_goes(trained, tmp_path, capsys):
+    import graphnn as gn
+    net = gn.load(trained / "model.gnn")
+    code, out, err = run_cli(capsys, "summary", trained / "model.gnn")
+    assert code == 0, err
+    assert out.strip() == net.summary().strip()
+    code, out, err = run_cli(capsys, "source", trained / "model.gnn")
+    assert code == 0, err
+    assert out.strip() == net.source().strip()
+    code, out, err = run_cli(capsys, "train", trained / "model.gnn", "--out", tmp_path / "o")
+    assert code == 2 and "is a checkpoint" in err and "run.toml" in err
+    assert "utf-8" not in err and not (tmp_path / "o").exists()
+    renamed = tmp_path / "model.toml"                       # a checkpoint named .toml
+    renamed.write_bytes((trained / "model.gnn").read_bytes())
+    code, out, err = run_cli(capsys, "eval", trained / "model.gnn", "--data", renamed)
+    assert code == 2 and "not a TOML run file" in err and "utf-8" not in err
+
+
+def test_predict_formats_proba_and_label_column(trained, tmp_path, capsys):
+    import graphnn as gn
+    from graphnn.datasets import load_digits
+    X, y = load_digits()
+    X, y = X[:20], y[:20]
+    net = gn.load(trained / "model.gnn")
+    logits = net.predict(X).astype(np.float64)
+    np.savetxt(tmp_path / "with_labels.csv", np.column_stack([X, y]), delimiter=",")
+    np.save(tmp_path / "X.npy", X)
+    # the extension names the format, and anything else is refused
+    code, out, err = run_cli(capsys, "predict", trained / "model.gnn", tmp_path / "X.npy",
+                             "--out", tmp_path / "p.txt")
+    assert code == 2 and ".npy or .csv" in err
+    assert not list(tmp_path.glob("p.txt*"))
+    # the label column left in: the message says the fix
+    code, out, err = run_cli(capsys, "predict", trained / "model.gnn",
+                             tmp_path / "with_labels.csv")
+    assert code == 2 and "--label-column" in err
+    # --label-column drops it; --proba: softmax of the logits (NumPy oracle)
+    code, out, err = run_cli(capsys, "predict", trained / "model.gnn",
+                             tmp_path / "with_labels.csv", "--label-column", "-1",
+                             "--proba", "--out", tmp_path / "p.csv")
+    assert code == 0, err
+    got = np.loadtxt(tmp_path / "p.csv", delimiter=",")
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(got, e / e.sum(axis=1, keepdims=True), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, rtol=1e-6)
+    assert "probabilities" in out
+    code, out, err = run_cli(capsys, "predict", trained / "model.gnn", tmp_path / "X.npy",
+                             "--proba", "--classes")
+    assert code == 2 and "not allowed with" in err
+
+
+def test_predict_help_says_what_is_written(capsys):
+    code, out, err = run_cli(capsys, "predict", "--help")
+    assert code == 0
+    text = " ".join(out.split())
+    for words in ("raw outputs", "--proba", "probabilities", "--classes", ".npy", ".csv",
+                  "--label-column"):
+        assert words in text, words
+
+
+# -- checks before compiling or allocating (issue 13 item 5, issue 9 item 6) ---------------
+
+@pytest.fixture()
+def no_compile(monkeypatch):
+    """Fail the test if a command gets as far as compiling."""
+    def boom(self, in_dim):
+        raise AssertionError("compiled before the data was checked")
+    monkeypatch.setattr(runfile.Run, "compile", boom)
+
+
+def test_labels_out_of_range_fail_before_compiling(capsys, no_compile):
+    code, out, err = run_cli(capsys, "train", "--set", "model.layers.1.units=5",
+                             "--set", "verbose=0")
+    assert code == 2, err
+    assert "--set model.layers.1.units=5: model.layers.1.units" in err      # where, the key
+    assert "class label" in err and "0..4" in err
+    assert "10 outputs" in err and "Traceback" not in err
+
+
+def test_targets_width_fails_before_compiling(tmp_path, capsys, no_compile):
+    (tmp_path / "line.toml").write_text(
+        '[data]\nsource = "line"\n[model]\nlayers = [{type = "Dense", units = 3}]\n')
+    code, out, err = run_cli(capsys, "train", tmp_path / "line.toml")
+    assert code == 2 and "model.layers.0.units" in err and "Traceback" not in err
+
+
+def test_absurd_sizes_exit_2_with_an_estimate(tmp_path, capsys, no_compile):
+    code, out, err = run_cli(capsys, "train", "--set", "model.layers.0.units=100000000000",
+                             "--out", tmp_path / "o")
+    assert code == 2, err
+    assert "model.layers.0.units" in err and "memory" in err and "TiB" in err
+    assert "MemoryError" not in err and "Traceback" not in err
+    code, out, err = run_cli(capsys, "train", "--set", "data.source=moons",
+                             "--set", "data.n=100000000000", "--out", tmp_path / "o")
+    assert code == 2 and "data.n" in err and "memory" in err and "TiB" in err
+
+
+def test_absurd_data_is_refused_before_loading(capsys, no_data_loading):
+    code, out, err = run_cli(capsys, "summary", "--set", "data.source=moons",
+                             "--set", "data.n=100000000000")
+    assert code == 2 and "data.n" in err and "memory" in err
+
+
+def test_out_onto_an_earlier_run_needs_overwrite(trained, tmp_path, capsys):
+    import shutil
+    old = tmp_path / "old"
+    shutil.copytree(trained, old)
+    before = {p.name: p.read_bytes() for p in old.iterdir() if p.is_file()}
+    code, out, err = run_cli(capsys, "train", "--set", "epochs=1", "--out", old)
+    assert code == 2 and "earlier run" in err and "--overwrite" in err
+    assert {p.name: p.read_bytes() for p in old.iterdir() if p.is_file()} == before
+    code, out, err = run_cli(capsys, "train", "--set", "epochs=1", "--set", "verbose=0",
+                             "--out", old, "--overwrite")
+    assert code == 0, err
+    assert tomllib.loads((old / "run.toml").read_text())["epochs"] == 1
+    fresh = tmp_path / "new" / "deeper"                    # a new folder needs no flag
+    code, out, err = run_cli(capsys, "train", "--set", "epochs=1", "--set", "verbose=0",
+                             "--set", "callbacks.checkpoint.path=ck/{epoch}.gnn",
+                             "--set", "callbacks.checkpoint.save_best_only=false",
+                             "--set", "callbacks.checkpoint.monitor=loss", "--out", fresh)
+    assert code == 0, err
+    assert (fresh / "ck" / "1.gnn").is_file()              # inside the output folder
+
+
+@pytest.mark.parametrize("path", ["../../x_{epoch}.gnn", "/tmp/x.gnn", "a/../../x.gnn", "~/x.gnn"])
+def test_run_file_output_paths_stay_in_the_output_folder(path, tmp_path, capsys,
+                                                         no_data_loading):
+    for key in ("callbacks.checkpoint.path", "callbacks.csv.path"):
+        code, out, err = run_cli(capsys, "train", "--set", f"{key}={path!r}".replace("'", '"'),
+                                 "--out", tmp_path / "o")
+        assert code == 2, err
+        assert key in err and "inside the output folder" in err
+    assert not list(tmp_path.parent.glob("x_*.gnn"))
+
+
+def test_the_built_in_run_is_one_definition(trained, capsys):
+    """Issue 13 item 6: `graphnn train`, examples/runs/digits.toml and examples/digits.py are
+    one run: one file, the same split, the same result."""
+    assert (RUNS / "digits.toml").read_text() == runfile.BUILTIN_RUN.read_text()
+    builtin, from_file = load_run(None), load_run(RUNS / "digits.toml")
+    assert builtin.doc == from_file.doc
+    for sets in (["loss=\"mse\""], ["model.layers.0.units=64"]):     # overrides agree too
+        try:
+            a = load_run(None, sets).doc
+        except RunFileError as e:
+            a = e.detail
+        try:
+            b = load_run(RUNS / "digits.toml", sets).doc
+        except RunFileError as e:
+            b = e.detail
+        assert a == b, sets
+    # examples/digits.py: the same split, so the same accuracy as the CLI after 2 epochs
+    import importlib.util
+    import graphnn as gn
+    spec = importlib.util.spec_from_file_location("digits_example", REPO / "examples" / "digits.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    accuracy = example.main(epochs=2)
+    capsys.readouterr()
+    data = load_run(trained / "run.toml").load_data()
+    want = gn.load(trained / "model.gnn").evaluate(data.X_test, data.y_test)["accuracy"]
+    assert accuracy == want
+
+
+def test_checkpoints_are_recognised_by_content(tmp_path):
+    """graphnn's magic bytes or a safetensors header (whatever the name); TOML text is not."""
+    import json
+    import struct
+    head = json.dumps({"__metadata__": {"graphnn": "{}"}}).encode()
+    (tmp_path / "a.bin").write_bytes(struct.pack("<Q", len(head)) + head)
+    (tmp_path / "b.bin").write_bytes(b"GRAPHNN\0" + bytes(20))
+    (tmp_path / "c.toml").write_text("# aaaaaa{ a comment\nepochs = 1\n")
+    (tmp_path / "d.safetensors").write_text("")
+    assert cli.looks_like_checkpoint(tmp_path / "a.bin")
+    assert cli.looks_like_checkpoint(tmp_path / "b.bin")
+    assert cli.looks_like_checkpoint(tmp_path / "d.safetensors")
+    assert not cli.looks_like_checkpoint(tmp_path / "c.toml")
+    assert not cli.looks_like_checkpoint(tmp_path / "missing.toml")
+    for path in RUNS.glob("*.toml"):
+        assert not cli.looks_like_checkpoint(path), path

@@ -120,3 +120,38 @@ def test_binary_cross_entropy_targets_range():
     net = gn.Sequential([gn.Dense(1)], input_dim=2).compile(loss="binary_cross_entropy")
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         net.evaluate(np.zeros((3, 2)), np.array([0.0, 2.0, 1.0]))
+
+
+@pytest.mark.parametrize("dtype", ["float13", "float16", "int32", np.complex64, "bogus", None])
+def test_only_float32_and_float64_compile(dtype):
+    """Issue 9: any dtype but float32/float64 is a ValueError in compile (float13 was let
+    through: NumPy compares np.dtype(float64) == None as True)."""
+    import graphnn as gn
+    from graphnn.validate import as_dtype
+    with pytest.raises(ValueError, match="dtype must be 'float32' or 'float64'"):
+        as_dtype(dtype)
+    with pytest.raises(ValueError, match="dtype must be 'float32' or 'float64'"):
+        gn.Sequential([gn.Dense(2)], input_dim=2).compile(loss="mse", dtype=dtype)
+    assert as_dtype("float32") == np.float32 and as_dtype(np.float64) == np.float64
+
+
+@pytest.mark.parametrize("weight, match", [
+    (1e-50, "underflows to zero in float32"),
+    (1e-40, "subnormal in float32"),
+    (1e39, "overflow float32"),
+    (1e38, "overflow float32"),                  # each fits; their sum (20 rows) does not
+    (np.inf, "finite"),
+    (np.nan, "finite"),
+])
+def test_sample_weights_checked_in_the_model_dtype(small_classifier, weight, match):
+    """Issue 9: weights are checked in the model's dtype, not float64 then cast."""
+    net = small_classifier
+    before = net.get_params()
+    with pytest.raises(ValueError, match=match) as e:
+        net.fit(X, y, epochs=1, sample_weight=np.full(len(X), weight))
+    assert "weight" in str(e.value)
+    after = net.get_params()
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+    # in range, mixed sizes: fine (only the ratios matter)
+    net.fit(X, y, epochs=1, sample_weight=np.r_[np.full(10, 1e-30), np.full(10, 1e30)])
+    net.set_params(before)
