@@ -264,7 +264,7 @@ class GraphNNClassifier(ClassifierMixin, _GraphNNBase):
         activation: one name for every hidden layer, or one per layer ("relu", "tanh",
             "sigmoid", "gelu", "softplus", "leaky_relu", "linear").
         dropout: rate of a Dropout node after each hidden layer (0: none).
-        loss: "cross_entropy" (default; softmax over one logit per class) or
+        loss: "cross_entropy" (softmax over one logit per class; what None means) or
             "binary_cross_entropy" (two classes, one sigmoid output).
         optimizer: "sgd", "adam", "adamw" or "rmsprop", with ``lr``, ``momentum`` and
             ``nesterov`` (sgd, rmsprop), ``betas`` (adam, adamw), ``eps``, ``weight_decay``.
@@ -275,7 +275,9 @@ class GraphNNClassifier(ClassifierMixin, _GraphNNBase):
             the validation loss improving by ``min_delta``, keep the best epoch's weights.
         random_state: int (reproducible bit for bit), RandomState or None.
         verbose: 0 quiet, 1 progress bar, 2 a line per epoch.
-        warm_start: ``fit`` continues from the previous fit instead of starting anew.
+        warm_start: ``fit`` continues from the previous fit instead of starting anew (if
+            the layers, dropout, loss and dtype are unchanged; new optimizer settings keep
+            the weights and start the optimizer's state afresh).
         dtype: "float32" (default) or "float64"; inputs of any real dtype are converted.
 
     Fitted attributes: ``classes_``, ``n_features_in_``, ``feature_names_in_`` (DataFrames),
@@ -348,8 +350,8 @@ class GraphNNClassifier(ClassifierMixin, _GraphNNBase):
 class GraphNNRegressor(RegressorMixin, _GraphNNBase):
     """A graphnn MLP regressor (mean squared error) with scikit-learn's API.
 
-    The arguments are those of ``GraphNNClassifier``; ``loss`` is "mse" (the default, the
-    only value loss graphnn has).  ``y`` may be 1-D (``predict`` returns 1-D) or 2-D with
+    The arguments are those of ``GraphNNClassifier``; ``loss`` is "mse" (what None means;
+    graphnn's one loss for values).  ``y`` may be 1-D (``predict`` returns 1-D) or 2-D with
     one column per output (``predict`` returns 2-D).
     """
 

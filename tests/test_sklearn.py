@@ -72,6 +72,7 @@ def test_pickle_and_deepcopy_predict_bit_for_bit_and_resume_exactly(fitted, data
     proba = fitted.predict_proba(X_test)
     blob = pickle.dumps(fitted)
     assert b"numba" not in blob and b"CPUDispatcher" not in blob   # no compiled code inside
+    assert pickle.loads(blob)._network._net is None       # compiled on first use
     for other in (pickle.loads(blob), copy.deepcopy(fitted)):
         assert np.array_equal(other.predict_proba(X_test), proba)
         assert np.array_equal(other.predict(X_test), fitted.predict(X_test))
@@ -179,6 +180,12 @@ def test_partial_fit_and_warm_start_continue_without_reinitialising(fitted, data
     assert len(warm.loss_curve_) == 4 and warm.n_iter_ == 2
     cold = GraphNNClassifier(**dict(ARGS, epochs=2)).fit(X, y).fit(X, y)   # restarts
     assert len(cold.loss_curve_) == 2
+    # new optimizer settings on a warm start keep the weights (a tiny lr barely moves them)
+    before = warm.net_.get_params()
+    warm.set_params(optimizer="sgd", lr=1e-12, epochs=1).fit(X, y)
+    assert warm.net_.optimizer.config()["name"] == "SGD" and len(warm.loss_curve_) == 5
+    for name, value in warm.net_.get_params().items():
+        np.testing.assert_allclose(value, before[name], atol=1e-6)
     with pytest.raises(ValueError, match=r"not in classes_.*\[10\]"):
         stepwise.partial_fit(X, np.where(y == 0, 10, y))
 
