@@ -201,7 +201,11 @@ class _GraphNNBase(BaseEstimator):
         Y, n_out, loss, last = self._targets(y, fresh, partial, classes)
         key = (X.shape[1], n_out, loss, repr(self._hidden()), self._check_dropout(),
                str(np.dtype(self.dtype)))
-        if fresh or key != self._network_key:
+        if not fresh and key != self._network_key:
+            raise ValueError("hidden_layer_sizes, activation, dropout, loss or dtype changed "
+                             "since the network was fitted, so it cannot continue; call fit "
+                             "with warm_start=False to start a new one")
+        if fresh:
             self._network = _Network(self._build(X.shape[1], n_out, loss, last))
             self._network_key = key
             self.loss_curve_ = []
@@ -275,8 +279,8 @@ class GraphNNClassifier(ClassifierMixin, _GraphNNBase):
             the validation loss improving by ``min_delta``, keep the best epoch's weights.
         random_state: int (reproducible bit for bit), RandomState or None.
         verbose: 0 quiet, 1 progress bar, 2 a line per epoch.
-        warm_start: ``fit`` continues from the previous fit instead of starting anew (if
-            the layers, dropout, loss and dtype are unchanged; new optimizer settings keep
+        warm_start: ``fit`` continues from the previous fit instead of starting anew (the
+            layers, dropout, loss and dtype must be unchanged; new optimizer settings keep
             the weights and start the optimizer's state afresh).
         dtype: "float32" (default) or "float64"; inputs of any real dtype are converted.
 

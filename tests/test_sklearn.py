@@ -67,6 +67,28 @@ def test_import_graphnn_does_not_import_sklearn():
     assert out.stdout.strip() == "False"
 
 
+def _numpy_forward(params, X, hidden_act):
+    """The MLP in float64 NumPy from the fitted parameters (the oracle)."""
+    h = X @ params["dense.weight"].astype(np.float64) + params["dense.bias"]
+    h = hidden_act(h)
+    return h @ params["dense_1.weight"].astype(np.float64) + params["dense_1.bias"]
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("dtype, tol", [("float32", 1e-5), ("float64", 1e-12)])
+def test_predict_proba_and_predict_match_numpy(dtype, tol, fitted, data):
+    X, X_test, y, _ = data
+    clf = fitted if dtype == "float32" else GraphNNClassifier(**dict(ARGS, dtype=dtype)).fit(X, y)
+    assert clf.net_.dtype == np.dtype(dtype)
+    expected = _softmax(_numpy_forward(clf.net_.get_params(), X_test, lambda h: np.maximum(h, 0)))
+    np.testing.assert_allclose(clf.predict_proba(X_test), expected, atol=tol)
+    assert np.array_equal(clf.predict(X_test), clf.classes_[expected.argmax(axis=1)])
+
+
 def test_pickle_and_deepcopy_predict_bit_for_bit_and_resume_exactly(fitted, data):
     X, X_test, y, _ = data
     proba = fitted.predict_proba(X_test)
@@ -186,6 +208,8 @@ def test_partial_fit_and_warm_start_continue_without_reinitialising(fitted, data
     assert warm.net_.optimizer.config()["name"] == "SGD" and len(warm.loss_curve_) == 5
     for name, value in warm.net_.get_params().items():
         np.testing.assert_allclose(value, before[name], atol=1e-6)
+    with pytest.raises(ValueError, match="changed since the network was fitted"):
+        warm.set_params(hidden_layer_sizes=(9,)).fit(X, y)
     with pytest.raises(ValueError, match=r"not in classes_.*\[10\]"):
         stepwise.partial_fit(X, np.where(y == 0, 10, y))
 
@@ -198,18 +222,25 @@ def test_regressor_1d_and_2d_targets(data):
     args = dict(ARGS, hidden_layer_sizes=(8,), activation="linear", epochs=60)
     one = GraphNNRegressor(**args).fit(X, Y[:, 0])
     assert one.predict(X_test).shape == (len(X_test),) and one.n_outputs_ == 1
+    assert one.predict(X_test).dtype == np.float64
+    np.testing.assert_allclose(one.predict(X_test),
+                               _numpy_forward(one.net_.get_params(), X_test, lambda h: h)[:, 0],
+                               rtol=1e-5, atol=1e-5)
     assert one.score(X_test, X_test @ W[:, 0]) > 0.95
     two = GraphNNRegressor(**args).fit(X, Y)
     assert two.predict(X_test).shape == (len(X_test), 2) and two.n_outputs_ == 2
     assert two.score(X_test, X_test @ W) > 0.95
 
 
-def test_early_stopping_keeps_best_epoch(data):
+def test_early_stopping_and_dropout(data):
     X, _, y, _ = data
-    clf = GraphNNClassifier(**dict(ARGS, lr=0.05, epochs=300, early_stopping=True,
+    clf = GraphNNClassifier(**dict(ARGS, lr=0.05, epochs=300, dropout=0.1, early_stopping=True,
                                    patience=2, validation_fraction=0.2)).fit(X, y)
     assert clf.n_iter_ < 300
     assert "val_loss" in clf.history_ and len(clf.history_["val_loss"]) == clf.n_iter_
+    best = int(np.argmin(clf.history_["val_loss"]))
+    assert clf.n_iter_ == best + 3                        # stopped 2 epochs after the best
+    assert "Dropout" in clf.net_.summary()
 
 
 @pytest.mark.parametrize("bad, message", [
