@@ -36,6 +36,7 @@ from .model import Model, Sequential
 from .ops.dense import Dense
 from .ops.dropout import Dropout
 from .optim import OPTIMIZERS, from_config
+from .validate import as_dtype
 
 __all__ = ["GraphNNClassifier", "GraphNNRegressor"]
 
@@ -94,8 +95,6 @@ def _rebuild(desc: dict):
 class _GraphNNBase(BaseEstimator):
     """Shared hyperparameters, fitting and prediction of the two estimators."""
 
-    _losses: tuple = ()
-
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", dropout=0.0, loss=None,
                  optimizer="adam", lr=1e-3, momentum=0.0, nesterov=False, betas=(0.9, 0.999),
                  eps=1e-8, weight_decay=0.0, epochs=200, batch_size=32, shuffle=True,
@@ -128,7 +127,7 @@ class _GraphNNBase(BaseEstimator):
     @property
     def net_(self):
         """The fitted ``graphnn.CompiledModel`` (``summary()``, ``get_params()``, ``source()``)."""
-        check_is_fitted(self, "n_features_in_")
+        check_is_fitted(self, "_network")
         return self._network.net
 
     def _hidden(self) -> list[tuple[int, object]]:
@@ -178,54 +177,73 @@ class _GraphNNBase(BaseEstimator):
             raise ValueError(f"dropout must be a number in [0, 1), got {rate!r}")
         return float(rate)
 
-    def _build(self, n_in: int, n_out: int, loss: str, last: str | None):
+    def _settings(self) -> dict:
+        """Every hyperparameter checked, before anything is fitted or changed."""
+        loss = self.loss or self._LOSSES[0]
+        if loss not in self._LOSSES:
+            raise ValueError(f"loss must be {' or '.join(map(repr, self._LOSSES))} (or None for "
+                             f"{self._LOSSES[0]!r}), got {self.loss!r}")
+        settings = {"loss": loss, "hidden": self._hidden(), "dropout": self._check_dropout(),
+                    "optimizer": self._make_optimizer(), "dtype": as_dtype(self.dtype),
+                    "epochs": _positive_int(self.epochs, "epochs"),
+                    "batch_size": _positive_int(self.batch_size, "batch_size")}
+        if self.verbose not in (0, 1, 2):          # True and False are 1 and 0
+            raise ValueError(f"verbose must be 0, 1 or 2, got {self.verbose!r}")
+        if self.early_stopping:
+            frac = self.validation_fraction
+            if isinstance(frac, bool) or not isinstance(frac, numbers.Real) \
+                    or not 0 < frac < 1:
+                raise ValueError(f"validation_fraction must be in (0, 1), got {frac!r}")
+            _positive_int(self.patience, "patience")
+        return settings
+
+    def _build(self, n_in: int, n_out: int, loss: str, last: str | None, settings: dict):
         layers = []
-        rate = self._check_dropout()
-        for units, act in self._hidden():
+        rate = settings["dropout"]
+        for units, act in settings["hidden"]:
             layers.append(Dense(units, activation=act))
             if rate:
                 layers.append(Dropout(rate))
         layers.append(Dense(n_out, activation=last))
         model = Sequential(layers, input_dim=n_in, name=type(self).__name__)
-        return model.compile(loss=loss, optimizer=self._make_optimizer(), seed=self._seed(),
-                             dtype=self.dtype)
+        return model.compile(loss=loss, optimizer=settings["optimizer"], seed=self._seed(),
+                             dtype=settings["dtype"])
 
     # -- fitting ---------------------------------------------------------------------------
     def _fit(self, X, y, sample_weight, partial: bool, classes=None):
-        fitted = hasattr(self, "_network")
-        fresh = not fitted or not (partial or self.warm_start)
+        settings = self._settings()
+        fresh = not hasattr(self, "_network") or not (partial or self.warm_start)
         X, y = validate_data(self, X, y, reset=fresh, dtype=[np.float64, np.float32],
                              **self._y_validation())
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
-        Y, n_out, loss, last = self._targets(y, fresh, partial, classes)
-        key = (X.shape[1], n_out, loss, repr(self._hidden()), self._check_dropout(),
-               str(np.dtype(self.dtype)))
+        Y, n_out, last = self._targets(y, fresh, partial, classes, settings["loss"])
+        loss = settings["loss"]
+        key = (X.shape[1], n_out, loss, repr(settings["hidden"]), settings["dropout"],
+               settings["dtype"].name)
         if not fresh and key != self._network_key:
             raise ValueError("hidden_layer_sizes, activation, dropout, loss or dtype changed "
                              "since the network was fitted, so it cannot continue; call fit "
                              "with warm_start=False to start a new one")
         if fresh:
-            self._network = _Network(self._build(X.shape[1], n_out, loss, last))
+            self._network = _Network(self._build(X.shape[1], n_out, loss, last, settings))
             self._network_key = key
             self.loss_curve_ = []
         net = self._network.net
-        opt = self._make_optimizer()
-        if opt.config() != net.optimizer.config():       # new optimizer settings: same weights
-            params = net.get_params()
-            net = self._build(X.shape[1], n_out, loss, last)
+        if settings["optimizer"].config() != net.optimizer.config():
+            params = net.get_params()           # new optimizer settings: same weights
+            net = self._build(X.shape[1], n_out, loss, last, settings)
             net.set_params(params)
             self._network = _Network(net)
 
-        epochs = 1 if partial else _positive_int(self.epochs, "epochs")
+        epochs = 1 if partial else settings["epochs"]
         callbacks, validation = None, None
         if self.early_stopping and not partial:
             X, Y, sample_weight, validation = self._split(X, Y, sample_weight)
-            callbacks = [EarlyStopping(monitor="val_loss", patience=_positive_int(
-                self.patience, "patience"), min_delta=self.min_delta, restore_best=True)]
-        verbose = int(self.verbose) if self.verbose in (0, 1, 2, True, False) else self.verbose
-        history = net.fit(X, Y, epochs=epochs, batch_size=_positive_int(self.batch_size,
-                          "batch_size"), shuffle=bool(self.shuffle), verbose=verbose,
+            callbacks = [EarlyStopping(monitor="val_loss", patience=int(self.patience),
+                                       min_delta=self.min_delta, restore_best=True)]
+        history = net.fit(X, Y, epochs=epochs, batch_size=settings["batch_size"],
+                          shuffle=bool(self.shuffle), verbose=int(self.verbose),
                           validation_data=validation, callbacks=callbacks,
                           sample_weight=sample_weight)
         self.history_ = history.history
@@ -234,17 +252,15 @@ class _GraphNNBase(BaseEstimator):
         return self
 
     def _split(self, X, Y, sample_weight):
-        frac = self.validation_fraction
-        if isinstance(frac, bool) or not isinstance(frac, numbers.Real) or not 0 < frac < 1:
-            raise ValueError(f"validation_fraction must be in (0, 1), got {frac!r}")
         stratify = Y if self._stratify else None
         parts = train_test_split(X, Y, *([] if sample_weight is None else [sample_weight]),
-                                 test_size=frac, random_state=self._seed(), stratify=stratify)
+                                 test_size=self.validation_fraction, random_state=self._seed(),
+                                 stratify=stratify)
         Xt, Xv, Yt, Yv = parts[:4]
         return Xt, Yt, (parts[4] if sample_weight is not None else None), (Xv, Yv)
 
     def _output(self, X) -> np.ndarray:
-        check_is_fitted(self, "n_features_in_")
+        check_is_fitted(self, "_network")
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         return self._network.net.predict(X)
 
@@ -289,12 +305,14 @@ class GraphNNClassifier(ClassifierMixin, _GraphNNBase):
     """
 
     _stratify = True
+    _LOSSES = ("cross_entropy", "binary_cross_entropy")
 
     def _y_validation(self) -> dict:
         return {}
 
-    def _targets(self, y, fresh: bool, partial: bool, classes):
+    def _targets(self, y, fresh: bool, partial: bool, classes, loss: str):
         check_classification_targets(y)
+        labels = getattr(self, "classes_", None)
         if fresh:
             if partial and classes is None:
                 raise ValueError("classes must be passed on the first call to partial_fit")
@@ -303,23 +321,18 @@ class GraphNNClassifier(ClassifierMixin, _GraphNNBase):
                 raise ValueError(f"{type(self).__name__} needs at least 2 classes in y; "
                                  f"got 1 class ({labels[0]!r})" if labels.size else
                                  "y has no classes")
-            self.classes_ = labels
-        idx = np.searchsorted(self.classes_, y)
-        idx = np.minimum(idx, self.classes_.size - 1)
-        unknown = self.classes_[idx] != y
-        if unknown.any():
-            raise ValueError(f"y contains labels not in classes_ {self.classes_.tolist()}: "
-                             f"{np.unique(np.asarray(y)[unknown]).tolist()}")
-        loss = self.loss or "cross_entropy"
-        if loss == "cross_entropy":
-            return idx.astype(np.int64), self.classes_.size, loss, "softmax"
-        if loss == "binary_cross_entropy":
-            if self.classes_.size != 2:
+            if loss == "binary_cross_entropy" and labels.size != 2:
                 raise ValueError("loss='binary_cross_entropy' needs exactly 2 classes, "
-                                 f"got {self.classes_.size}; use 'cross_entropy'")
-            return idx.astype(np.float64).reshape(-1, 1), 1, loss, "sigmoid"
-        raise ValueError("loss must be 'cross_entropy' or 'binary_cross_entropy', "
-                         f"got {self.loss!r}")
+                                 f"got {labels.size}; use 'cross_entropy'")
+        idx = np.minimum(np.searchsorted(labels, y), labels.size - 1)
+        unknown = labels[idx] != y
+        if unknown.any():
+            raise ValueError(f"y contains labels not in classes_ {labels.tolist()}: "
+                             f"{np.unique(np.asarray(y)[unknown]).tolist()}")
+        self.classes_ = labels
+        if loss == "cross_entropy":
+            return idx.astype(np.int64), labels.size, "softmax"
+        return idx.astype(np.float64).reshape(-1, 1), 1, "sigmoid"
 
     def fit(self, X, y, sample_weight=None):
         """Train a new network on (X, y) (or continue one, with ``warm_start=True``)."""
@@ -342,7 +355,7 @@ class GraphNNClassifier(ClassifierMixin, _GraphNNBase):
 
     def predict(self, X) -> np.ndarray:
         """The most probable class of each row, as a label from ``classes_``."""
-        check_is_fitted(self, "n_features_in_")
+        check_is_fitted(self, "_network")
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
     def __sklearn_tags__(self):
@@ -360,13 +373,12 @@ class GraphNNRegressor(RegressorMixin, _GraphNNBase):
     """
 
     _stratify = False
+    _LOSSES = ("mse",)
 
     def _y_validation(self) -> dict:
         return {"multi_output": True, "y_numeric": True}
 
-    def _targets(self, y, fresh: bool, partial: bool, classes):
-        if (self.loss or "mse") != "mse":
-            raise ValueError(f"loss must be 'mse', got {self.loss!r}")
+    def _targets(self, y, fresh: bool, partial: bool, classes, loss: str):
         Y = np.asarray(y, dtype=np.float64)
         if fresh:
             self.n_outputs_ = 1 if Y.ndim == 1 else Y.shape[1]
@@ -375,7 +387,7 @@ class GraphNNRegressor(RegressorMixin, _GraphNNBase):
         if Y.shape[1] != self.n_outputs_:
             raise ValueError(f"y has {Y.shape[1]} outputs, but {type(self).__name__} was "
                              f"fitted with {self.n_outputs_}")
-        return Y, self.n_outputs_, "mse", None
+        return Y, self.n_outputs_, None
 
     def fit(self, X, y, sample_weight=None):
         """Train a new network on (X, y) (or continue one, with ``warm_start=True``)."""

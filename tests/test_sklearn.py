@@ -250,6 +250,8 @@ def test_early_stopping_and_dropout(data):
     (dict(dropout=1.0), "dropout"),
     (dict(loss="mse"), "loss must be"),
     (dict(epochs=0), "epochs"),
+    (dict(verbose=3), "verbose"),
+    (dict(dtype="float16"), "dtype"),
     (dict(early_stopping=True, validation_fraction=1.5), "validation_fraction"),
 ])
 def test_bad_hyperparameters_are_clear_errors_at_fit(bad, message, data):
@@ -257,6 +259,7 @@ def test_bad_hyperparameters_are_clear_errors_at_fit(bad, message, data):
     clf = GraphNNClassifier(**dict(ARGS, **bad))         # __init__ only stores
     with pytest.raises(ValueError, match=message):
         clf.fit(X, y)
+    assert not hasattr(clf, "n_features_in_")            # checked before anything changed
 
 
 def test_cross_val_score(data):
