@@ -63,6 +63,14 @@ def test_digits(capsys):
     assert "test accuracy" in capsys.readouterr().out
 
 
+@pytest.mark.skipif(not HAVE_SKLEARN, reason="the example is a scikit-learn pipeline")
+def test_sklearn_search(capsys):
+    accuracy = load_example("sklearn_search").main(epochs=3)
+    assert 0.5 < accuracy <= 1.0
+    out = capsys.readouterr().out
+    assert "best parameters: {'clf__hidden_layer_sizes'" in out and "test accuracy" in out
+
+
 def test_universal_approximation(tmp_path):
     r = run_script("universal_approximation.py", "--sizes", "2", "--epochs", "30",
                    "--out", tmp_path / "ua.png", cwd=tmp_path)
