@@ -6,7 +6,7 @@
     net.fit(X, y, epochs=20, batch_size=32)
 """
 from .io import CheckpointError
-from . import callbacks, schedules
+from . import callbacks, distributed, schedules
 from .graph import Input, Node
 from .model import CompiledModel, Model, Sequential, load
 from .ops.activations import GELU, LeakyReLU, Linear, ReLU, Sigmoid, Softplus, Tanh
@@ -24,5 +24,5 @@ __all__ = [
     "Input", "Model", "Node", "Sequential", "CompiledModel", "Dense", "Dropout", "ReLU", "LeakyReLU",
     "Sigmoid", "Tanh", "Softplus", "GELU", "Linear", "Softmax", "Add", "Concatenate",
     "SGD", "Adam", "AdamW", "RMSprop", "Optimizer", "History", "DivergenceError", "load", "CheckpointError",
-    "set_num_threads", "get_num_threads", "callbacks", "schedules", "__version__",
+    "set_num_threads", "get_num_threads", "callbacks", "distributed", "schedules", "__version__",
 ]

@@ -158,7 +158,8 @@ def broadcast(net, comm=None, root: int = 0) -> None:
         net._put(getattr(net, name), host)
     schedule = net.optimizer.schedule
     meta = comm.bcast((net.step, net.epoch, net.rng.bit_generator.state, net._dropout_key,
-                       dict(vars(schedule))), root=root)
+                       {k: v for k, v in vars(schedule).items() if not k.startswith("_")}),
+                      root=root)
     net.step, net.epoch, net.rng.bit_generator.state, net._dropout_key, sched = meta
     vars(schedule).update(sched)
 
