@@ -52,7 +52,7 @@ from .train import PROGRESS_SECONDS, DivergenceError, History, _row_weights, _va
 from .validate import positive_int
 
 __all__ = ["fit", "launched", "rank", "size", "checksum", "check_in_sync", "broadcast",
-           "OutOfSyncError", "INSTALL"]
+           "from_root", "OutOfSyncError", "INSTALL"]
 
 INSTALL = 'pip install "graphnn[mpi]"   (mpi4py and the mpich wheel, which brings mpiexec)'
 LAYOUTS = ("whole", "local")
@@ -99,17 +99,6 @@ def launched() -> bool:
         except ValueError:
             pass
     return False
-
-
-def launcher_rank() -> int:
-    """This process's rank as the launcher's environment says (0 when not launched)."""
-    for size_var, rank_var in LAUNCHER_ENV:
-        if size_var in os.environ:
-            try:
-                return int(os.environ.get(rank_var, "0"))
-            except ValueError:
-                return 0
-    return 0
 
 
 def rank(comm=None) -> int:
@@ -229,23 +218,40 @@ def _on_root(comm, root: bool, fn):
 
 
 def _set_threads(comm):
-    """One BLAS pool per rank sized to the cores it shares with the ranks on its machine,
-    unless the user chose (OPENBLAS_NUM_THREADS, OMP_NUM_THREADS or MKL_NUM_THREADS)."""
-    if any(v in os.environ for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
-                                     "MKL_NUM_THREADS")):
-        return
-    MPI = _mpi()
-    local = comm.Split_type(MPI.COMM_TYPE_SHARED)
-    try:
-        here = local.Get_size()
-    finally:
-        local.Free()
+    """One BLAS pool per rank, sized to the cores it shares with the ranks on its machine
+    (several ranks each running all-core BLAS pools ran 6x slower), unless the user chose:
+    OPENBLAS_NUM_THREADS, OMP_NUM_THREADS or MKL_NUM_THREADS set, or ``gn.set_num_threads``
+    called with fewer threads than cores."""
+    from .threads import get_num_threads, set_num_threads
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:
         cores = os.cpu_count() or 1
-    from .threads import set_num_threads
-    set_num_threads(max(1, min(cores, (os.cpu_count() or 1) // here)))
+    chosen = any(v in os.environ for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+                                           "MKL_NUM_THREADS")) or get_num_threads() < cores
+    local = comm.Split_type(_mpi().COMM_TYPE_SHARED)
+    try:
+        here = local.Get_size()
+    finally:
+        local.Free()
+    if not chosen:
+        set_num_threads(max(1, cores // here))
+
+
+def from_root(fn, comm=None):
+    """Collective: run ``fn()`` on rank 0 only and return its result on every rank; if it
+    raises, every rank raises that exception (for one-off work such as making a folder)."""
+    comm = _comm(comm)
+    result = error = None
+    if comm.Get_rank() == 0:
+        try:
+            result = fn()
+        except Exception as e:
+            error = e
+    result, error = comm.bcast((result, error), root=0)
+    if error is not None:
+        raise error
+    return result
 
 
 # -- which rows a rank computes --------------------------------------------------------------
@@ -376,6 +382,7 @@ def _fit(net, X, y, epochs, batch_size, shuffle, verbose, validation_data, valid
         val_part = (val[0][part], val[1][part], val[0].shape[0] if data == "whole"
                     else comm.allreduce(val[0].shape[0]))
 
+    _compile(net, grads, xbuf, ybuf, wbuf)
     cbs = CallbackList(callbacks) if root else CallbackList()
     cbs.set_model(net)
     history = History()
@@ -462,6 +469,18 @@ def _fit(net, X, y, epochs, batch_size, shuffle, verbose, validation_data, valid
             _on_root(comm, root, cbs.on_train_end)
             broadcast(net, comm)               # a callback may have set rank 0's parameters
     return history
+
+
+def _compile(net, grads, xbuf, ybuf, wbuf):
+    """Compile loss_and_grads and update for these argument types before the first epoch
+    (one process compiles them inside train_epoch; here Python calls them directly)."""
+    import numba
+    t, i64 = numba.typeof, numba.types.int64
+    args = [t(net.params), t(grads), t(net.arena), t(xbuf), t(ybuf), t(wbuf)]
+    kernels = net.backend.kernels
+    kernels["loss_and_grads"].compile(tuple(args + ([i64, i64] if net.plan.dropout else [])))
+    kernels["update"].compile((t(net.params), t(grads), t(net.state),
+                               numba.from_dtype(net.dtype), i64))
 
 
 def _view(net, buf, n: int) -> np.ndarray:

@@ -170,3 +170,21 @@ def test_launched_reads_the_launcher_environment(monkeypatch):
     assert not gn.distributed.launched()
     monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "4")
     assert gn.distributed.launched()
+
+
+def test_command_line_under_mpiexec(tmp_path):
+    """`mpiexec -n 2 graphnn train run.toml` trains data-parallel and writes one output folder;
+    rank 0 alone prints the report."""
+    pytest.importorskip("sklearn")
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    out = tmp_path / "run"
+    proc = subprocess.run([MPIEXEC, "-n", "2", sys.executable, "-m", "graphnn", "train",
+                           str(ROOT / "examples/runs/digits.toml"), "--set", "epochs=1",
+                           "--set", "verbose=0", "--out", str(out)],
+                          env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("done, outputs in") == 1
+    assert {"model.gnn", "run.toml"} <= {p.name for p in out.iterdir()}
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
+    net = gn.load(out / "model.gnn")
+    assert net.epoch == 1 and net.step == 43            # 1,347 rows at a global batch of 32
