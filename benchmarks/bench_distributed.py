@@ -1,6 +1,8 @@
 """Data-parallel training on MPI against one process, on one machine.
 
     python benchmarks/bench_distributed.py [--rounds 3] [--batches 32 256 1024]
+    python benchmarks/bench_distributed.py --overhead [--rounds 5]   # the step loop's cost
+    python benchmarks/bench_distributed.py --model [--row-us 5.7]    # the README's model
 
 One epoch of 60,000 rows through the 784-128-10 MLP (ReLU, cross-entropy, SGD; synthetic
 float32 data: the time does not depend on the values) at each global batch size, as
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import statistics
@@ -111,6 +114,38 @@ def _numba_mpi(comm, p: int, n: int) -> float:
     return (time.perf_counter() - t) / n
 
 
+# -- the scaling model (README "Scaling out") ------------------------------------------------
+LINKS = {"1 Gb/s": (125e6, 25e-6), "10 Gb/s": (1.25e9, 10e-6), "100 Gb/s": (12.5e9, 2e-6)}
+MACHINES = (1, 2, 4, 8, 16, 32, 64)
+
+
+def allreduce_seconds(params: int, machines: int, bandwidth: float, latency: float) -> float:
+    """Reduce-scatter + allgather (MPICH's large-message allreduce): each machine sends and
+    receives 2 (M-1)/M of the float32 buffer, in 2 log2 M latency-bound rounds."""
+    if machines == 1:
+        return 0.0
+    return 2 * math.log2(machines) * latency + 2 * (machines - 1) / machines * 4 * params / bandwidth
+
+
+def steps_per_second(params, t_row, batch, machines, link, overhead):
+    bw, lat = LINKS[link]
+    compute = batch / machines * t_row
+    return 1.0 / (compute + allreduce_seconds(params, machines, bw, lat) + overhead)
+
+
+def table(name, params, t_row, batch, overhead):
+    lines = [f"{name}: {params:,} parameters, global batch {batch}; steps/s (speed-up over 1 machine)",
+             "| machines | " + " | ".join(LINKS) + " |", "|---|" + "---|" * len(LINKS)]
+    one = steps_per_second(params, t_row, batch, 1, "1 Gb/s", overhead)
+    for m in MACHINES:
+        cells = []
+        for link in LINKS:
+            s = steps_per_second(params, t_row, batch, m, link, overhead)
+            cells.append(f"{s:,.0f} ({s / one:.1f}x)" if s >= 10 else f"{s:.1f} ({s / one:.1f}x)")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def launch(mode: str, batches: list[int], threads: int, ranks: int = 1) -> dict:
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
                PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
@@ -131,7 +166,34 @@ def main():
     ap.add_argument("--batches", type=int, nargs="+", default=[32, 256, 1024])
     ap.add_argument("--worker", choices=["single", "mpi", "allreduce"])
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--overhead", action="store_true",
+                    help="one process: fit against fit(distributed=True) on 1 rank, 1 thread")
+    ap.add_argument("--model", action="store_true",
+                    help="print the scaling model's tables (no measurement)")
+    ap.add_argument("--row-us", type=float, default=5.7,
+                    help="compute per row of the 784-128-10 MLP on one machine, microseconds")
+    ap.add_argument("--overhead-us", type=float, default=20.0, help="per-step overhead, µs")
     args = ap.parse_args()
+    if args.overhead:
+        net, X, y = build(1)
+        for b in args.batches:
+            times = {"fit": [], "distributed": []}
+            for _ in range(args.rounds + 1):              # the first round warms up
+                for kind in times:
+                    t = time.perf_counter()
+                    net.fit(X, y, epochs=1, batch_size=b, distributed=kind == "distributed")
+                    times[kind].append(time.perf_counter() - t)
+            steps = math.ceil(ROWS / b)
+            f, d = (min(v[1:]) for v in times.values())
+            print(f"batch {b}: fit {f:.3f} s, distributed (1 rank) {d:.3f} s (fastest of "
+                  f"{args.rounds}): {(d - f) / steps * 1e6:.0f} µs a step more")
+        return
+    if args.model:
+        p_mnist = 784 * 128 + 128 + 128 * 10 + 10
+        for name, p in (("784-128-10 MLP", p_mnist), ("10M-parameter MLP", 10_000_000)):
+            t_row = args.row_us * 1e-6 * p / p_mnist         # compute grows with parameters
+            print(table(name, p, t_row, 1024, args.overhead_us * 1e-6) + "\n")
+        return
     if args.worker:
         if args.worker == "allreduce":
             result = worker_allreduce()

@@ -464,11 +464,19 @@ def _fit(net, X, y, epochs, batch_size, shuffle, verbose, validation_data, valid
                 net.stop_training = comm.bcast(bool(net.stop_training), root=0)
                 if net.stop_training:
                     break
-    finally:
-        if sys.exc_info()[0] is None or getattr(sys.exc_info()[1], "_graphnn_all_ranks", False):
-            _on_root(comm, root, cbs.on_train_end)
-            broadcast(net, comm)               # a callback may have set rank 0's parameters
+    except BaseException as e:
+        if getattr(e, "_graphnn_all_ranks", False):      # every rank is here: end together
+            _finish(comm, root, cbs, net)
+        raise                                           # otherwise fit() aborts the job
+    _finish(comm, root, cbs, net)
     return history
+
+
+def _finish(comm, root: bool, cbs, net):
+    """on_train_end on rank 0, then its parameters to every rank (a callback such as
+    EarlyStopping(restore_best=True) may have changed them there)."""
+    _on_root(comm, root, cbs.on_train_end)
+    broadcast(net, comm)
 
 
 def _compile(net, grads, xbuf, ybuf, wbuf):

@@ -3,7 +3,7 @@ named on the command line data-parallel and saves each rank's results to
 OUT/rank<r>.npz (parameters, histories, checksums, error messages).  The test process
 trains the same scenarios in one process (the oracle) and compares.
 
-    mpiexec -n 2 python -m mpi4py tests/mpi_worker.py OUT sgd adam local resume bad
+    mpiexec -n 2 python -m mpi4py tests/mpi_worker.py OUT sgd adam local resume bad stop
     mpiexec -n 2 python -m mpi4py tests/mpi_worker.py OUT raise|kill   (a failing rank)
 """
 import os
@@ -122,6 +122,12 @@ def main():
                 res["bad_error"] = np.array("")
             except ValueError as e:
                 res["bad_error"] = np.array(str(e))
+    if "stop" in scenarios:
+        X, y, _ = data("values")
+        net = local_net()
+        stop = gn.callbacks.EarlyStopping(monitor="loss", min_delta=10.0, patience=0)
+        record("stop_", net, net.fit(X, y, epochs=5, batch_size=BATCH, callbacks=[stop],
+                                     distributed=True))
     if {"raise", "kill"} & set(scenarios):
         X, y, _ = data("values")
         net = local_net()

@@ -51,7 +51,7 @@ def single_sgd(epochs: int, net=None):
 def two(tmp_path_factory):
     out = tmp_path_factory.mktemp("mpi2")
     single_sgd(2)[0].save(out / "single-2.gnn")     # resumed under MPI by the worker
-    proc = launch(2, out, "sgd", "adam", "local", "resume", "bad")
+    proc = launch(2, out, "sgd", "adam", "local", "resume", "bad", "stop")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return out, results(out, 2)
 
@@ -134,6 +134,19 @@ def test_checkpoints_resume_across_process_counts(two):
         np.testing.assert_allclose(res[0][prefix + "params"], uninterrupted.params,
                                    rtol=1e-5, atol=1e-7, err_msg=prefix)
         np.testing.assert_allclose(res[0][prefix + "h_loss"], h3.history["loss"][-1:], rtol=1e-5)
+
+
+def test_early_stopping_stops_every_rank_and_restores_rank_0s_best(two):
+    """EarlyStopping runs on rank 0; every rank stops after the same epoch and ends with
+    the restored best parameters."""
+    _, res = two
+    X, y, _ = W.data("values")
+    net = W.local_net()
+    stop = gn.callbacks.EarlyStopping(monitor="loss", min_delta=10.0, patience=0)
+    h = net.fit(X, y, epochs=5, batch_size=W.BATCH, callbacks=[stop])
+    assert len(h.history["loss"]) == 2 and stop.best_epoch == 0
+    assert_same_on_every_rank(res, "stop_")
+    assert_close(res, "stop_", net, h, rtol=1e-5)
 
 
 def test_bad_data_on_one_rank_is_an_error_on_every_rank(two):
