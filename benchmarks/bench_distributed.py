@@ -172,7 +172,7 @@ def main():
                     help="print the scaling model's tables (no measurement)")
     ap.add_argument("--row-us", type=float, default=5.7,
                     help="compute per row of the 784-128-10 MLP on one machine, microseconds")
-    ap.add_argument("--overhead-us", type=float, default=20.0, help="per-step overhead, µs")
+    ap.add_argument("--overhead-us", type=float, default=35.0, help="per-step overhead, µs")
     args = ap.parse_args()
     if args.overhead:
         net, X, y = build(1)
