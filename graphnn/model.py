@@ -27,6 +27,9 @@ class CompiledModel(Engine):
         script was started on (``mpiexec -n 4 python script.py``): True or "whole" when
         every rank passes the whole data set, "local" when each passes only its own rows.
         ``batch_size`` is then the global batch; see ``graphnn.distributed.fit``."""
+        if distributed not in (False, None, True, "whole", "local"):
+            raise ValueError("distributed must be False, True, 'whole' or 'local', "
+                             f"got {distributed!r}")
         if distributed:
             from . import distributed as mpi
             return mpi.fit(self, X, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
