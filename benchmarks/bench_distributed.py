@@ -13,10 +13,11 @@ float32 data: the time does not depend on the values) at each global batch size,
     show its Python cost against ``net.fit`` with 1 thread)
 
 Each launch compiles (or loads from the cache), trains one warm-up epoch, then times
-one epoch; rounds are interleaved (single, ranks, single, ranks, ...) and the median
-per configuration is reported with the ratio single / 2 ranks (above 1: MPI is faster).
+one epoch; each round launches the four configurations in turn (rounds interleaved), and
+the median per configuration is reported with the ratio 1 process x 2 threads / 2 ranks
+(above 1: MPI is faster).
 
-Then the allreduce itself, for the model's model (101,770 parameters) and a
+Then the allreduce itself, for this model's gradient (101,770 parameters) and a
 10M-parameter one, between 2 ranks: ``comm.Allreduce`` from Python on the float32
 buffer (what ``graphnn.distributed`` does each step) and ``numba_mpi.allreduce`` inside
 an ``@njit`` loop on a float64 copy (numba-mpi reduces no float32), median over calls.
