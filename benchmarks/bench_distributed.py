@@ -94,7 +94,6 @@ def _numba_mpi(comm, p: int, n: int) -> float:
     """Per call, inside one njit loop: float32 grads -> float64, allreduce, -> float32."""
     import numba
     import numba_mpi
-    from mpi4py import MPI
 
     @numba.njit
     def loop(grads, send, recv, n):
@@ -125,7 +124,8 @@ def allreduce_seconds(params: int, machines: int, bandwidth: float, latency: flo
     receives 2 (M-1)/M of the float32 buffer, in 2 log2 M latency-bound rounds."""
     if machines == 1:
         return 0.0
-    return 2 * math.log2(machines) * latency + 2 * (machines - 1) / machines * 4 * params / bandwidth
+    return (2 * math.log2(machines) * latency
+            + 2 * (machines - 1) / machines * 4 * params / bandwidth)
 
 
 def steps_per_second(params, t_row, batch, machines, link, overhead):
@@ -135,7 +135,8 @@ def steps_per_second(params, t_row, batch, machines, link, overhead):
 
 
 def table(name, params, t_row, batch, overhead):
-    lines = [f"{name}: {params:,} parameters, global batch {batch}; steps/s (speed-up over 1 machine)",
+    lines = [f"{name}: {params:,} parameters, global batch {batch}; "
+             "steps/s (speed-up over 1 machine)",
              "| machines | " + " | ".join(LINKS) + " |", "|---|" + "---|" * len(LINKS)]
     one = steps_per_second(params, t_row, batch, 1, "1 Gb/s", overhead)
     for m in MACHINES:

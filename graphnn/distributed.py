@@ -68,11 +68,8 @@ class OutOfSyncError(RuntimeError):
     """The ranks' parameters or optimizer state differ (raised on every rank)."""
 
 
-class _AllRanks(Exception):
-    """Marks an exception that every rank raises at the same point (no abort needed)."""
-
-
 def _everywhere(exc: BaseException) -> BaseException:
+    """Mark an exception that every rank raises at the same point (no abort needed)."""
     exc._graphnn_all_ranks = True
     return exc
 
