@@ -24,13 +24,14 @@ __all__ = [
     "Input", "Model", "Node", "Sequential", "CompiledModel", "Dense", "Dropout", "ReLU", "LeakyReLU",
     "Sigmoid", "Tanh", "Softplus", "GELU", "Linear", "Softmax", "Add", "Concatenate",
     "SGD", "Adam", "AdamW", "RMSprop", "Optimizer", "History", "DivergenceError", "load", "CheckpointError",
-    "set_num_threads", "get_num_threads", "callbacks", "schedules", "__version__",
+    "set_num_threads", "get_num_threads", "callbacks", "distributed", "schedules", "__version__",
     "check_gradients", "datasets",
 ]
 
 #: Submodules and functions imported on first use, so that ``import graphnn`` stays fast
 #: while ``gn.datasets.make_moons`` and ``gn.check_gradients`` work after ``import graphnn as gn``.
-_LAZY = {"datasets": ("graphnn.datasets", None), "runfile": ("graphnn.runfile", None),
+_LAZY = {"datasets": ("graphnn.datasets", None), "distributed": ("graphnn.distributed", None),
+         "runfile": ("graphnn.runfile", None),
          "plots": ("graphnn.plots", None), "check_gradients": ("graphnn.gradcheck", "check_gradients")}
 
 

@@ -134,6 +134,10 @@ def _describe_data(run, data) -> str:
 def cmd_train(args) -> int:
     import graphnn as gn
     _not_a_checkpoint(args, "train")
+    distributed = gn.distributed.launched()      # mpiexec -n N graphnn train: data-parallel
+    root = not distributed or gn.distributed.rank() == 0
+    if not root:                                 # rank 0 prints and writes the outputs
+        sys.stdout = open(os.devnull, "w")
     run = load_run(args.run, args.set)
     _check_out(args.out, args.overwrite)
     run.check_data_memory()
@@ -155,10 +159,12 @@ def cmd_train(args) -> int:
         print(net.summary())
     print(f"compiled in {net.compile_seconds:.2f} s", flush=True)
 
-    out = _out_dir(run.name, args.out)
+    out = (gn.distributed.from_root(lambda: _out_dir(run.name, args.out)) if distributed
+           else _out_dir(run.name, args.out))
     run_toml = out / "run.toml"
-    run_toml.write_text(run.dumps())
-    if data.standardizer is not None:
+    if root:
+        run_toml.write_text(run.dumps())
+    if data.standardizer is not None and root:
         np.savez(out / PREPROCESS_FILE, mean=data.standardizer.mean_,
                  scale=data.standardizer.scale_)
     rec = _recorder()
@@ -166,7 +172,8 @@ def cmd_train(args) -> int:
     failure = None
     t0 = time.perf_counter()
     try:
-        net.fit(data.X_train, data.y_train, callbacks=callbacks, **run.fit_args(data))
+        net.fit(data.X_train, data.y_train, callbacks=callbacks, distributed=distributed,
+                **run.fit_args(data))
     except gn.DivergenceError as e:
         failure = e
     except ValueError as e:
@@ -175,6 +182,8 @@ def cmd_train(args) -> int:
                              f"{e}") from None
         raise UsageError(f"the data does not fit the model of {label}: {e}") from None
     fit_seconds = time.perf_counter() - t0
+    if not root:                                 # the other ranks' work ends with fit
+        return EXIT_FAILED if failure is not None else EXIT_OK
 
     checkpoint = out / "model.gnn"
     net.save(checkpoint)

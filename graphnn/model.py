@@ -19,9 +19,24 @@ class CompiledModel(Engine):
 
     def fit(self, X, y, epochs: int = 1, batch_size: int = 32, shuffle: bool = True,
             verbose: int = 0, validation_data=None, validation_split: float = 0.0,
-            callbacks=None, class_weight=None, sample_weight=None):
+            callbacks=None, class_weight=None, sample_weight=None, distributed=False):
         """Train on (X, y); returns a History (``history.history["loss"]``, one value per epoch,
-        plus metrics and ``val_*`` entries).  See ``graphnn.train.fit``."""
+        plus metrics and ``val_*`` entries).  See ``graphnn.train.fit``.
+
+        ``distributed``: False (one process), or data-parallel over the MPI ranks this
+        script was started on (``mpiexec -n 4 python script.py``): True or "whole" when
+        every rank passes the whole data set, "local" when each passes only its own rows.
+        ``batch_size`` is then the global batch; see ``graphnn.distributed.fit``."""
+        if distributed not in (False, None, True, "whole", "local"):
+            raise ValueError("distributed must be False, True, 'whole' or 'local', "
+                             f"got {distributed!r}")
+        if distributed:
+            from . import distributed as mpi
+            return mpi.fit(self, X, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
+                           verbose=verbose, validation_data=validation_data,
+                           validation_split=validation_split, callbacks=callbacks,
+                           class_weight=class_weight, sample_weight=sample_weight,
+                           data="whole" if distributed is True else distributed)
         return train.fit(self, X, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
                          verbose=verbose, validation_data=validation_data,
                          validation_split=validation_split, callbacks=callbacks,

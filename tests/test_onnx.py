@@ -262,7 +262,7 @@ def tiny():
 
 
 def test_every_layer_and_activation_has_a_rule():
-    from graphnn.io import NODE_TYPES
+    from graphnn.checkpoint_schema import NODE_TYPES
     assert set(onnx_export.ACTIVATIONS) == set(acts.ACTIVATIONS) | set(acts.ROWWISE)
     assert set(NODE_TYPES.values()) - {gn.Input} == set(onnx_export.LAYERS)
 

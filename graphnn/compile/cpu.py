@@ -133,7 +133,7 @@ def emit_dropout(w: Writer, s: ir.Dropout):
     keep = 1.0 - s.rate
     with w.block("if key >= 0:"):
         with _rows_cols(w, s.out.width):
-            w(f"{s.mask.name}[i, j] = real({1 / keep!r}) if uniform(key + {s.salt}, i, j) "
+            w(f"{s.mask.name}[i, j] = real({1 / keep!r}) if uniform(key + {s.salt}, row0 + i, j) "
               f">= real({s.rate!r}) else zero")
             w(f"{s.out.name}[i, j] = {s.x.name}[i, j] * {s.mask.name}[i, j]")
         _close(w)
@@ -345,9 +345,10 @@ def loss(z, y, w, g):
                    "The graph's output for the rows of x (inference).")
         if p.fused or p.dropout:
             why = ", ".join(([f"stops at the logits ({p.fused} fused)"] if p.fused else [])
-                            + (["dropout masks from key (key < 0: no dropout)"]
+                            + (["dropout masks from key and batch row row0 + i "
+                                "(key < 0: no dropout)"]
                                if p.dropout else []))
-            args = "params, arena, x, key" if p.dropout else "params, arena, x"
+            args = "params, arena, x, key, row0" if p.dropout else "params, arena, x"
             self._pass("forward_logits", args, p.train_forward, p.logits,
                        f"Forward pass as the loss sees it: {why}.")
         w("# " + "-" * 30 + " backward pass " + "-" * 30)
@@ -372,17 +373,19 @@ def update(params, grads, state, lr, step):
         {opt.name}_update(i, params, grads, state, lr, step)'''.strip("\n"))
         dz = self._view(p.dlogits.name)
         key = ", key" if p.dropout else ""
-        keydoc = "; key seeds the dropout masks" if p.dropout else ""
+        keyrow = ", key, row0" if p.dropout else ""
+        keydoc = ("; key seeds the dropout masks, row0 is the position of x's first row in "
+                  "its global batch (masks are keyed by it)" if p.dropout else "")
         w("# " + "-" * 30 + " training " + "-" * 30)
         w()
         self._function(f'''
-def loss_and_grads(params, grads, arena, x, y, w{key}):
+def loss_and_grads(params, grads, arena, x, y, w{keyrow}):
     """Mean {loss.name} loss over the rows of x (weighted by w if not empty), and
     its gradient in grads{keydoc}.  Nothing is updated: a data-parallel trainer
     can sum grads across processes before update()."""
     n = x.shape[0]
     cap = arena.size // ARENA_WIDTH
-    z = {self._logits('x', 'key')}
+    z = {self._logits('x', 'key', 'row0')}
     dz = {dz}
     value = loss(z, y, w, dz)
     backward(params, grads, arena, x)
@@ -391,7 +394,7 @@ def loss_and_grads(params, grads, arena, x, y, w{key}):
 def train_step(params, grads, state, arena, x, y, w, lr, step{key}):
     """One step of training on one batch: compute the gradients, then apply them.
     Returns the batch's mean loss; its logits stay in the arena."""
-    value = loss_and_grads(params, grads, arena, x, y, w{key})
+    value = loss_and_grads(params, grads, arena, x, y, w{key}{", 0" if p.dropout else ""})
     update(params, grads, state, lr, step)
     return value'''.strip("\n"), INLINE)
         self._train_epoch()
@@ -419,26 +422,27 @@ def evaluate(params, arena, X, Y, stats):
         stop = min(start + cap, rows)
         n = stop - start
         y = Y[start:stop]
-        z = {self._logits('X[start:stop]', '-1')}
+        z = {self._logits('X[start:stop]', '-1', '0')}
         dz = {dz}
         total += n * loss(z, y, equal, dz)
         batch_stats(z, y, stats)
     return total'''.strip("\n"), PYTHON)
         return w.text().rstrip("\n") + "\n"
 
-    def _logits(self, x: str, key: str) -> str:
+    def _logits(self, x: str, key: str, row0: str) -> str:
         """Source of the call that computes the logits the loss reads, for input `x`.
 
         Without a fused output or dropout they are forward()'s output, so forward()
         is called directly: a function in between would be one more Numba compile.
-        With dropout, `key` seeds the masks (training) or is -1 (evaluate: no dropout).
+        With dropout, `key` seeds the masks (training) or is -1 (evaluate: no dropout),
+        and `row0` is the batch position of x's first row.
         """
         p = self.plan
         if not (p.fused or p.dropout):
             return f"forward(params, arena, {x})"
         if not p.dropout:
             return f"forward_logits(params, arena, {x})"
-        return f"forward_logits(params, arena, {x}, {key})"
+        return f"forward_logits(params, arena, {x}, {key}, {row0})"
 
     def _pass(self, name, args, steps, result: ir.Buf, doc: str):
         w = self.w
@@ -541,12 +545,13 @@ class CpuBackend:
         for name in ("train_epoch", "predict", "evaluate", "update"):
             setattr(self, name, namespace[name])
 
-    def loss_and_grads(self, params, grads, arena, x, y, w, key: int):
-        """The generated loss_and_grads; `key` seeds the dropout masks (graphs without
-        dropout have no masks, and their loss_and_grads takes no key)."""
+    def loss_and_grads(self, params, grads, arena, x, y, w, key: int, row0: int = 0):
+        """The generated loss_and_grads; `key` seeds the dropout masks, `row0` is the position
+        of x's first row in its batch (a data-parallel rank computing rows row0.. of a global
+        batch draws the masks one process would).  Graphs without dropout take neither."""
         kernel = self.kernels["loss_and_grads"]
         if self.plan.dropout:
-            return kernel(params, grads, arena, x, y, w, key)
+            return kernel(params, grads, arena, x, y, w, key, row0)
         return kernel(params, grads, arena, x, y, w)
 
     def compile(self, labels: bool):
@@ -568,7 +573,7 @@ class CpuBackend:
         k = self.kernels
         k["forward"].compile((a1, a1, a2))
         if self.plan.dropout:          # evaluate() passes key=-1 (no dropout)
-            k["forward_logits"].compile((a1, a1, a2, i64))
+            k["forward_logits"].compile((a1, a1, a2, i64, i64))
         elif self.plan.fused:
             k["forward_logits"].compile((a1, a1, a2))
         k["loss"].compile((a2, Y, a1, a2))
