@@ -170,7 +170,8 @@ class Engine:
                 stop = min(start + chunk, n)
                 self._dropout_key = (self._dropout_key + NEXT_KEY) % 2 ** 31  # new masks each call
                 part = dev.loss_and_grads(self.params, self.grads, self.arena,
-                                          dev.to_device(X[start:stop]), dev.to_device(Y[start:stop]),
+                                          dev.to_device(X[start:stop]),
+                                          dev.to_device(Y[start:stop]),
                                           dev.to_device(np.zeros(0, self.dtype)), self._dropout_key)
                 w = (stop - start) / n
                 loss += w * part

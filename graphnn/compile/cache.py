@@ -78,7 +78,7 @@ def build(generate: Callable[[bool], str]) -> tuple[str, dict]:
     (if not there yet) and imported; otherwise it is compiled in memory.
     """
     if enabled():
-        folder = directory()
+        folder = directory().absolute()      # Numba finds its files from the module's path
         problem = _unusable(folder)
         if problem is None:
             source = generate(True)
@@ -150,8 +150,9 @@ def _write_module(path: Path, source: str) -> None:
     if old == data:
         return
     if old is not None:
-        _warn_once(str(path), f"graphnn: compile cache file {path} is damaged ({len(old)} bytes that "
-                   "differ from the generated source it should hold); writing it again.")
+        _warn_once(str(path), f"graphnn: compile cache file {path} is damaged ({len(old)} "
+                   "bytes that differ from the generated source it should hold); writing it "
+                   "again.")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
