@@ -42,7 +42,7 @@ def filled(tmp_path_factory):
     """A cache folder filled by one run, and the parameters of an uncached run."""
     folder = tmp_path_factory.mktemp("filled")
     first, err = _run(folder)
-    assert "Warning" not in err, err
+    assert "CacheWarning" not in err, err
     uncached, _ = _run(tmp_path_factory.mktemp("unused"), GRAPHNN_NO_CACHE="1")
     assert first["params"] == uncached["params"]
     return folder, uncached["params"]
@@ -115,7 +115,7 @@ def test_healed_cache_is_used_without_warnings(filled, tmp_path):
     got, err = _run(cache)
     assert got["params"] == expected and err.count("CacheWarning") >= 1
     again, err = _run(cache)
-    assert "Warning" not in err, err
+    assert "CacheWarning" not in err, err
     assert again["params"] == expected and again["hits"] == {"train_epoch": 1, "update": 1}
 
 

@@ -172,7 +172,7 @@ def _start(threads, **env):
 def _finish(proc):
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
-    assert "Traceback" not in err and "Warning" not in err, err
+    assert "Traceback" not in err and "CacheWarning" not in err, err
     return json.loads(out)
 
 
