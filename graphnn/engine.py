@@ -4,9 +4,16 @@ State is four flat arrays: parameters, their gradients, optimizer state, and the
 arena (workspace for activations and their gradients, sized for the largest batch
 seen).  Every public method validates its input first (``validate.py``), then makes
 one or a few kernel calls; no Python runs per layer.
+
+Threads: the kernels share the arena and the gradient buffer, so every call that
+touches the state holds the engine's lock (``_lock``); ``fit`` holds it for each chunk
+of batches it hands to ``train_epoch``.  A ``predict`` from another thread therefore
+sees the parameters between two chunks (whole epochs unless a progress bar is shown),
+never half-updated ones.  The kernels hold the GIL, so the lock costs no parallelism.
 """
 from __future__ import annotations
 
+import threading
 import time
 from collections import OrderedDict
 from typing import Mapping
@@ -75,6 +82,7 @@ class Engine:
         self.step = 0                                       # training steps taken so far
         self.epoch = 0                                      # epochs trained so far
         self._dropout_key = 0                                # loss_and_grads' dropout masks
+        self._lock = threading.RLock()      # held around every use of the shared buffers
         self.backend.compile(labels=self.loss.targets == "labels")
         self.compile_seconds = time.perf_counter() - t0
 
@@ -99,9 +107,11 @@ class Engine:
 
     # -- kernels and buffers -----------------------------------------------------------
     def _ensure_arena(self, rows: int):
-        cap = self.arena.size // self.plan.arena_width
-        if cap < rows:
-            self.arena = self.backend.to_device(np.zeros(rows * self.plan.arena_width, self.dtype))
+        with self._lock:
+            cap = self.arena.size // self.plan.arena_width
+            if cap < rows:
+                self.arena = self.backend.to_device(
+                    np.zeros(rows * self.plan.arena_width, self.dtype))
 
     @staticmethod
     def _view(flat: np.ndarray, slot) -> np.ndarray:
@@ -120,22 +130,29 @@ class Engine:
     def predict(self, X, batch_size: int = PREDICT_ROWS) -> np.ndarray:
         """The graph's output for every row of X, computed ``batch_size`` rows at a time."""
         X = self._inputs(X)
-        self._ensure_arena(min(positive_int(batch_size, "batch_size"), X.shape[0]))
+        rows = min(positive_int(batch_size, "batch_size"), X.shape[0])
         dev = self.backend
+        Xd = dev.to_device(X)
         out = dev.to_device(np.empty((X.shape[0], self.model.output.width), self.dtype))
-        dev.predict(self.params, self.arena, dev.to_device(X), out)
-        return dev.to_host(out)
+        with self._lock:
+            self._ensure_arena(rows)
+            dev.predict(self.params, self.arena, Xd, out)
+            return dev.to_host(out)
 
     def evaluate(self, X, y, batch_size: int = PREDICT_ROWS) -> dict:
         """Mean loss over the rows, and the compiled metrics (accuracy for classification)."""
         X, Y = self._data(X, y)
-        self._ensure_arena(min(positive_int(batch_size, "batch_size"), X.shape[0]))
-        return self._evaluate(X, Y)
+        rows = min(positive_int(batch_size, "batch_size"), X.shape[0])
+        with self._lock:
+            self._ensure_arena(rows)
+            return self._evaluate(X, Y)
 
     def _evaluate(self, X: np.ndarray, Y: np.ndarray, prefix: str = "") -> dict:
         dev = self.backend
         stats = np.zeros(3)
-        total = dev.evaluate(self.params, self.arena, dev.to_device(X), dev.to_device(Y), stats)
+        Xd, Yd = dev.to_device(X), dev.to_device(Y)
+        with self._lock:
+            total = dev.evaluate(self.params, self.arena, Xd, Yd, stats)
         return {prefix + "loss": float(total / X.shape[0]),
                 **self._metric_logs(stats, X.shape[0], prefix)}
 
@@ -143,20 +160,22 @@ class Engine:
         """Mean loss over all rows and its gradient for every parameter (nothing is updated)."""
         X, Y = self._data(X, y)
         n = X.shape[0]
-        chunk = min(n, max(PREDICT_ROWS, self.arena.size // self.plan.arena_width))
-        self._ensure_arena(chunk)
         dev = self.backend
         total = np.zeros(self.plan.n_params, np.float64)
         loss = 0.0
-        for start in range(0, n, chunk):
-            stop = min(start + chunk, n)
-            self._dropout_key = (self._dropout_key + NEXT_KEY) % 2 ** 31    # new masks each call
-            part = dev.loss_and_grads(self.params, self.grads, self.arena,
-                                      dev.to_device(X[start:stop]), dev.to_device(Y[start:stop]),
-                                      dev.to_device(np.zeros(0, self.dtype)), self._dropout_key)
-            w = (stop - start) / n
-            loss += w * part
-            total += w * dev.to_host(self.grads)
+        with self._lock:             # the arena, the gradient buffer and the dropout key
+            chunk = min(n, max(PREDICT_ROWS, self.arena.size // self.plan.arena_width))
+            self._ensure_arena(chunk)
+            for start in range(0, n, chunk):
+                stop = min(start + chunk, n)
+                self._dropout_key = (self._dropout_key + NEXT_KEY) % 2 ** 31  # new masks each call
+                part = dev.loss_and_grads(self.params, self.grads, self.arena,
+                                          dev.to_device(X[start:stop]),
+                                          dev.to_device(Y[start:stop]),
+                                          dev.to_device(np.zeros(0, self.dtype)), self._dropout_key)
+                w = (stop - start) / n
+                loss += w * part
+                total += w * dev.to_host(self.grads)
         grads = total.astype(self.dtype)
         return float(loss), OrderedDict(
             (s.name, self._view(grads, s).copy()) for s in self.plan.params)
@@ -167,10 +186,13 @@ class Engine:
         With ``loss_and_grads`` this splits a training step in two, so gradients can be
         combined (summed across processes, clipped, ...) before the update.
         """
-        self._put(self.grads, self._flat_from_dict(grads, "apply_gradients"))
-        self.step += 1
-        lr = self.optimizer.schedule.value(self.epoch, self.step)
-        self.backend.update(self.params, self.grads, self.state, self.dtype.type(lr), self.step)
+        flat = self._flat_from_dict(grads, "apply_gradients")
+        with self._lock:
+            self._put(self.grads, flat)
+            self.step += 1
+            lr = self.optimizer.schedule.value(self.epoch, self.step)
+            self.backend.update(self.params, self.grads, self.state, self.dtype.type(lr),
+                                self.step)
 
     def _flat_from_dict(self, values: Mapping[str, np.ndarray], what: str) -> np.ndarray:
         """Validate name -> array against the parameter slots; return one flat host array."""
@@ -198,23 +220,29 @@ class Engine:
 
     def get_params(self) -> "OrderedDict[str, np.ndarray]":
         """Copies of every parameter, in graph order: name -> array."""
-        host = self.backend.to_host(self.params)
-        return OrderedDict((s.name, self._view(host, s).copy()) for s in self.plan.params)
+        with self._lock:
+            host = self.backend.to_host(self.params)
+            return OrderedDict((s.name, self._view(host, s).copy()) for s in self.plan.params)
 
     def set_params(self, params: Mapping[str, np.ndarray]) -> None:
         """Replace every parameter; names and shapes must match ``get_params()`` exactly."""
-        self._put(self.params, self._flat_from_dict(params, "set_params"))
+        flat = self._flat_from_dict(params, "set_params")
+        with self._lock:
+            self._put(self.params, flat)
 
     def _snapshot(self) -> tuple:
         """Copies of the trainable state (parameters, optimizer state, step), kept where
         the state lives: on the GPU they never travel to the host."""
         copy = self.backend.copy
-        return copy(self.params), copy(self.state), self.step
+        with self._lock:
+            return copy(self.params), copy(self.state), self.step
 
     def _restore(self, snap: tuple):
-        params, state, self.step = snap
-        self._put(self.params, params)
-        self._put(self.state, state)
+        params, state, step = snap
+        with self._lock:
+            self._put(self.params, params)
+            self._put(self.state, state)
+            self.step = step
 
     def summary(self) -> str:
         """A table of the layers: name, type, output shape, parameter count."""

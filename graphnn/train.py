@@ -159,10 +159,11 @@ def fit(net, X, y, epochs: int = 1, batch_size: int = 32, shuffle: bool = True,
                 while first < n_batches:
                     last = min(first + chunk, n_batches)
                     tc = time.perf_counter()
-                    total += dev.train_epoch(net.params, net.grads, net.state, net.arena, Xd, Yd,
-                                             Wd, order, first, last, batch_size, lr,
-                                             net.step + first, seed, xbuf, ybuf, wbuf,
-                                             losses, stats)
+                    with net._lock:       # other threads' predict sees whole chunks only
+                        total += dev.train_epoch(net.params, net.grads, net.state, net.arena,
+                                                 Xd, Yd, Wd, order, first, last, batch_size, lr,
+                                                 net.step + first, seed, xbuf, ybuf, wbuf,
+                                                 losses, stats)
                     if verbose == 1:      # size chunks so the bar moves about every 0.1 s
                         per_batch = (time.perf_counter() - tc) / (last - first)
                         chunk = max(1, int(PROGRESS_SECONDS / max(per_batch, 1e-9)))

@@ -9,7 +9,6 @@ below (``EMIT``).
 """
 from __future__ import annotations
 
-import linecache
 
 import numba
 import numpy as np
@@ -531,16 +530,8 @@ class CpuBackend:
     def __init__(self, plan: Plan, optimizer, dtype):
         self.plan = plan
         self.dtype = np.dtype(dtype)
-        use_cache = cache.enabled()
-        self.source = CpuModule(plan, optimizer, dtype, cache=use_cache).source()
-        if use_cache:
-            namespace = cache.load_module(self.source)
-        else:     # exec'd code cannot be cached by Numba; keep it visible to tracebacks
-            filename = f"<graphnn:{plan.model.name}:{abs(hash(self.source)):x}>"
-            linecache.cache[filename] = (len(self.source), None, self.source.splitlines(True),
-                                         filename)
-            namespace = {"__name__": "graphnn_generated"}
-            exec(compile(self.source, filename, "exec"), namespace)
+        self.source, namespace = cache.build(     # from the disk cache, or in memory
+            lambda cached: CpuModule(plan, optimizer, dtype, cache=cached).source())
         self.kernels = namespace
         for name in ("train_epoch", "predict", "evaluate", "update"):
             setattr(self, name, namespace[name])

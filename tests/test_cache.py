@@ -1,0 +1,150 @@
+"""The compile cache heals itself.  Each case damages one file of a filled cache (the module
+gn_<hash>.py, a Numba index .nbi or data .nbc) and runs a fresh process on it: it must warn
+once naming the file, compile again and train to exactly the parameters of an uncached run
+(GRAPHNN_NO_CACHE=1).  An unusable cache folder falls back to compiling in memory."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+RUN = textwrap.dedent("""
+    import json, warnings, numpy as np, graphnn as gn
+    warnings.simplefilter("always")
+    x = gn.Input(3)
+    net = gn.Model(x, gn.Dense(2)(gn.Dense(4, activation="tanh")(x))).compile(
+        loss="cross_entropy", optimizer=gn.SGD(0.1), seed=0)
+    X = np.random.default_rng(0).normal(size=(24, 3)); y = np.arange(24) % 2
+    net.fit(X, y, epochs=2, batch_size=8)
+    loss, grads = net.loss_and_grads(X, y)
+    net.apply_gradients(grads)          # update() loads from the cache only here: lazily
+    k = net.backend.kernels
+    print(json.dumps({"hits": {f: sum(k[f].stats.cache_hits.values())
+                               for f in ("train_epoch", "update")},
+                      "params": [v.tolist() for v in net.get_params().values()]}))
+""")
+
+
+def _run(cache_dir, **env):
+    e = dict(os.environ, OPENBLAS_NUM_THREADS="1", GRAPHNN_CACHE_DIR=str(cache_dir), **env)
+    out = subprocess.run([sys.executable, "-c", RUN], capture_output=True, text=True, env=e,
+                         timeout=600)
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+    return json.loads(out.stdout), out.stderr
+
+
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory):
+    """A cache folder filled by one run, and the parameters of an uncached run."""
+    folder = tmp_path_factory.mktemp("filled")
+    first, err = _run(folder)
+    assert "CacheWarning" not in err, err
+    uncached, _ = _run(tmp_path_factory.mktemp("unused"), GRAPHNN_NO_CACHE="1")
+    assert first["params"] == uncached["params"]
+    return folder, uncached["params"]
+
+
+def _damage(path, how):
+    data = path.read_bytes()
+    if how == "truncated":
+        data = data[:len(data) // 2]
+    elif how == "emptied":
+        data = b""
+    elif how == "garbage":
+        data = bytes((i * 131 + 7) % 256 for i in range(len(data)))
+    elif how == "flipped":                  # one byte in the middle: parses, but is wrong
+        i = len(data) // 2
+        data = data[:i] + bytes([data[i] ^ 0x5A]) + data[i + 1:]
+    path.write_bytes(data)
+
+
+FILES = {"module": "gn_*.py", "index": "__pycache__/*.train_epoch-*.nbi",
+         "data": "__pycache__/*.train_epoch-*.nbc", "lazy-data": "__pycache__/*.update-*.nbc"}
+CASES = [(kind, how) for kind in ("module", "index", "data")
+         for how in ("truncated", "emptied", "garbage")] + [("data", "flipped"),
+                                                             ("lazy-data", "flipped")]
+
+
+@pytest.fixture(scope="module")
+def damaged(filled, tmp_path_factory):
+    """Every case of CASES run on its own damaged copy of the filled cache, two processes
+    at a time (each is mostly one single-threaded Numba compile)."""
+    folder, _ = filled
+
+    def case(kind_how):
+        kind, how = kind_how
+        cache = tmp_path_factory.mktemp(f"{kind}-{how}") / "cache"
+        shutil.copytree(folder, cache)
+        (target,) = cache.glob(FILES[kind])
+        healthy = target.read_bytes()
+        _damage(target, how)
+        try:
+            got, err = _run(cache)
+        except AssertionError as exc:          # reported by that case's test
+            got, err = None, str(exc)
+        return target, healthy, got, err
+    with ThreadPoolExecutor(max(2, os.cpu_count() or 2)) as pool:
+        return dict(zip(CASES, pool.map(case, CASES)))
+
+
+@pytest.mark.parametrize("kind,how", CASES, ids=[f"{k}-{h}" for k, h in CASES])
+def test_damaged_file_is_replaced(filled, damaged, kind, how):
+    _, expected = filled
+    target, healthy, got, err = damaged[kind, how]
+    assert got is not None, err
+    assert err.count("CacheWarning") == 1 and str(target) in err, err
+    assert got["params"] == expected                       # the uncached run, exactly
+    if kind == "module":
+        assert target.read_bytes() == healthy             # written again
+        assert got["hits"]["train_epoch"] == 1            # Numba's entries still used
+    else:                                                 # compiled again, saved whole
+        assert target.exists() and target.read_bytes()[:16] == healthy[:16]   # graphnn header
+        assert got["hits"]["train_epoch" if kind != "lazy-data" else "update"] == 0
+
+
+def test_healed_cache_is_used_without_warnings(filled, tmp_path):
+    folder, expected = filled
+    cache = tmp_path / "cache"
+    shutil.copytree(folder, cache)
+    for path in cache.glob("__pycache__/*.nb[ic]"):       # every Numba file at once
+        _damage(path, "garbage")
+    got, err = _run(cache)
+    assert got["params"] == expected and err.count("CacheWarning") >= 1
+    again, err = _run(cache)
+    assert "CacheWarning" not in err, err
+    assert again["params"] == expected and again["hits"] == {"train_epoch": 1, "update": 1}
+
+
+def _unusable(tmp_path, how):
+    if how == "a file":
+        path = tmp_path / "cache"
+        path.write_text("not a folder")
+    elif how == "under a file":
+        (tmp_path / "file").write_text("not a folder")
+        path = tmp_path / "file" / "cache"
+    else:                                                 # read-only
+        if os.geteuid() == 0:
+            pytest.skip("running as root, which writes to read-only folders; the cases "
+                        "'a file' and 'under a file' cover an unusable folder")
+        path = tmp_path / "cache"
+        path.mkdir()
+        path.chmod(0o500)
+    return path
+
+
+@pytest.mark.parametrize("how", ["a file", "under a file", "read-only"])
+def test_unusable_cache_folder_compiles_in_memory(filled, tmp_path, how):
+    _, expected = filled
+    path = _unusable(tmp_path, how)
+    try:
+        got, err = _run(path)
+    finally:
+        if how == "read-only":
+            path.chmod(0o700)
+    assert err.count("CacheWarning") == 1, err
+    assert str(path) in err and "GRAPHNN_CACHE_DIR" in err and "GRAPHNN_NO_CACHE" in err
+    assert got["params"] == expected and got["hits"] == {"train_epoch": 0, "update": 0}
