@@ -50,8 +50,8 @@ import traceback
 import numpy as np
 
 from .callbacks import CallbackList, make_progress
-from .train import PROGRESS_SECONDS, DivergenceError, History, _row_weights, _validation
-from .validate import positive_int
+from . import train
+from .train import PROGRESS_SECONDS, DivergenceError, History
 
 __all__ = ["fit", "launched", "rank", "size", "checksum", "check_in_sync", "broadcast",
            "from_root", "OutOfSyncError", "INSTALL"]
@@ -335,16 +335,8 @@ def _prepare(net, X, y, epochs, batch_size, verbose, validation_data, validation
     if net.backend.device != "cpu":
         raise ValueError("data-parallel training runs on the CPU backend (device='cpu'); "
                          "see README 'Scaling out' for GPUs")
-    X, Y = net._data(X, y)
-    epochs = positive_int(epochs, "epochs")
-    batch_size = positive_int(batch_size, "batch_size")
-    if verbose not in (0, 1, 2):
-        raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
-    weights = _row_weights(net, X, Y, class_weight, sample_weight)
-    if weights is not None and validation_split:
-        weights = weights[:X.shape[0] - int(round(X.shape[0] * validation_split))]
-    X, Y, val = _validation(net, X, Y, validation_data, validation_split)
-    return X, Y, weights, val, epochs, batch_size
+    return train.prepare(net, X, y, epochs, batch_size, verbose, validation_data,
+                         validation_split, class_weight, sample_weight)
 
 
 def _fit(net, X, y, epochs, batch_size, shuffle, verbose, validation_data, validation_split,

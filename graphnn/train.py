@@ -111,10 +111,11 @@ def _validation(net, X, Y, validation_data, validation_split):
     return X[:-n_val], Y[:-n_val], (X[-n_val:], Y[-n_val:])
 
 
-def fit(net, X, y, epochs: int = 1, batch_size: int = 32, shuffle: bool = True,
-        verbose: int = 0, validation_data=None, validation_split: float = 0.0,
-        callbacks=None, class_weight=None, sample_weight=None) -> History:
-    """Train ``net``; see ``CompiledModel.fit``.  Everything is validated before training."""
+def prepare(net, X, y, epochs, batch_size, verbose, validation_data, validation_split,
+            class_weight, sample_weight):
+    """Validate fit's arguments and data (before any training) and split off validation:
+    returns X, Y, row weights (or None), validation data (or None), epochs, batch_size.
+    ``distributed.fit`` shares it."""
     X, Y = net._data(X, y)
     epochs = positive_int(epochs, "epochs")
     batch_size = positive_int(batch_size, "batch_size")
@@ -124,6 +125,16 @@ def fit(net, X, y, epochs: int = 1, batch_size: int = 32, shuffle: bool = True,
     if weights is not None and validation_split:
         weights = weights[:X.shape[0] - int(round(X.shape[0] * validation_split))]
     X, Y, val = _validation(net, X, Y, validation_data, validation_split)
+    return X, Y, weights, val, epochs, batch_size
+
+
+def fit(net, X, y, epochs: int = 1, batch_size: int = 32, shuffle: bool = True,
+        verbose: int = 0, validation_data=None, validation_split: float = 0.0,
+        callbacks=None, class_weight=None, sample_weight=None) -> History:
+    """Train ``net``; see ``CompiledModel.fit``.  Everything is validated before training."""
+    X, Y, weights, val, epochs, batch_size = prepare(
+        net, X, y, epochs, batch_size, verbose, validation_data, validation_split,
+        class_weight, sample_weight)
     cbs = CallbackList(callbacks)
     cbs.set_model(net)
 
