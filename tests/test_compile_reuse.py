@@ -179,3 +179,21 @@ def test_many_width_variants_use_little_memory(first):
     assert _compiles(run) == 0
     grown = _rss() - before
     assert grown < 20 * 2 ** 20, f"{grown / 2 ** 20:.1f} MiB for 20 models"
+
+
+def test_compile_message_only_when_compiling(capsys):
+    """compile(verbose=1) says it is compiling for a structure not compiled yet, and is
+    silent for a second model of that structure (other widths)."""
+    def build(w):
+        x = gn.Input(3)
+        h = gn.Dense(w, activation="softplus")(gn.Dense(w + 1, activation="leaky_relu")(x))
+        return gn.Model(x, gn.Dense(2, activation="gelu")(h))
+    opt = lambda: gn.RMSprop(0.01, momentum=0.5)           # noqa: E731
+    net = build(4).compile(loss="mse", dtype="float64", optimizer=opt(), verbose=1)
+    err = capsys.readouterr().err
+    assert net.compiled_new and "compiling kernels for this architecture" in err
+    assert "first time; cached afterwards" in err and err.rstrip().endswith(" s")
+    net2 = build(9).compile(loss="mse", dtype="float64", optimizer=opt(), verbose=1)
+    assert not net2.compiled_new and capsys.readouterr().err == ""
+    with pytest.raises(ValueError, match="verbose"):
+        build(3).compile(verbose=3)

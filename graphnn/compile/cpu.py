@@ -148,9 +148,10 @@ def emit_softmax_grad(m, s: ir.SoftmaxGrad):
 def emit_dropout(m, s: ir.Dropout):
     w = m.w
     out, x, mask = m.var(s.out), m.var(s.x), m.var(s.mask)
-    rate = m.real_slot(s.rate, "dropout rate")
-    scale = m.real_slot(1 / (1 - s.rate), "dropout scale 1 / (1 - rate)")
-    salt = m.int_slot(s.salt, "dropout salt (numbers the dropout nodes)")
+    node = f"node {m.plan.roles[s.mask.name][0]}"
+    rate = m.real_slot(s.rate, f"{node} dropout rate")
+    scale = m.real_slot(1 / (1 - s.rate), f"{node} dropout scale 1 / (1 - rate)")
+    salt = m.int_slot(s.salt, f"{node} dropout salt (numbers the dropout nodes)")
     with w.block("if key >= 0:"):
         w(f"rate, scale, salt = real(hyper[{rate}]), real(hyper[{scale}]), layout[{salt}]")
         with _rows_cols(w, f"{out}.shape[1]"):
