@@ -268,17 +268,15 @@ class CpuModule:
             self._slots[key] = len(self.reals) - 1
         return len(self.reals) - 1
 
-    def _block(self, buf: str, rows: str = "n", python: bool = False) -> str:
+    def _block(self, buf: str, rows: str = "n") -> str:
         """Source of the first `rows` rows of arena block `buf`: the block at column c, w wide,
-        holds cap rows from element c * cap on.  ``python``: as a plain slice (in the
-        functions that run as Python, where calling matrix() would compile it)."""
+        holds cap rows from element c * cap on.  Written out as a slice, not as a call to
+        a helper: an inlined helper at every view costs compile time."""
         col, width = self.plan.arena[buf]
         k = self.int_slot(col, f"{self._about[buf]}: first column", key=("block", buf))
         self.int_slot(width, f"{self._about[buf]}: width", key=("width", buf))
-        if python:
-            return (f"arena[layout[{k}] * cap:layout[{k}] * cap + {rows} * layout[{k + 1}]]"
-                    f".reshape(({rows}, layout[{k + 1}]))")
-        return f"matrix(arena, layout[{k}] * cap, {rows}, layout[{k + 1}])"
+        return (f"arena[layout[{k}] * cap:layout[{k}] * cap + {rows} * layout[{k + 1}]]"
+                f".reshape(({rows}, layout[{k + 1}]))")
 
     def _param(self, slot) -> str:
         k = self.int_slot(slot.offset, f"{self._about[slot.var]}: offset", key=("param", slot.var))
@@ -286,7 +284,8 @@ class CpuModule:
             self.int_slot(size, f"{self._about[slot.var]}: size of axis {d}",
                           key=("dim", slot.var, d))
         if len(slot.shape) == 2:
-            return f"matrix({{flat}}, layout[{k}], layout[{k + 1}], layout[{k + 2}])"
+            return (f"{{flat}}[layout[{k}]:layout[{k}] + layout[{k + 1}] * layout[{k + 2}]]"
+                    f".reshape((layout[{k + 1}], layout[{k + 2}]))")
         return f"{{flat}}[layout[{k}]:layout[{k}] + layout[{k + 1}]]"
 
     # views at the top of a function, for the buffers its instructions touch
@@ -399,10 +398,6 @@ class CpuModule:
         loss = p.loss
         w("# " + "-" * 20 + " scalar math: activations and loss (graphnn/ops) " + "-" * 20)
         w()
-        self._function('''
-def matrix(flat, at, rows, cols):
-    """flat[at:at + rows * cols] as a (rows, cols) matrix: a view, no copy."""
-    return flat[at:at + rows * cols].reshape((rows, cols))'''.strip("\n"), INLINE)
         helpers = []                     # shared by several activations: pasted once
         for a in self._activations():
             helpers += [h for h in a.helpers_for(self.dtype.name) if h not in helpers]
@@ -531,7 +526,7 @@ def evaluate(params, arena, X, Y, stats, layout, hyper):
         n = stop - start
         y = Y[start:stop]
         z = {self._logits('X[start:stop]', '-1', '0')}
-        dz = {self._block(p.dlogits.name, python=True)}
+        dz = {self._block(p.dlogits.name)}
         total += n * loss(z, y, equal, dz)
         batch_stats(z, y, stats)
     return total'''.strip("\n"), PYTHON)
