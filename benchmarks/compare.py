@@ -20,7 +20,9 @@ What is measured (all float32, SGD, the same initial parameters for every conten
 * one full epoch of a 784-128-10 ReLU MLP, batch 32, over 60,000 shuffled rows of random data
   of MNIST shape (uniform [0, 1) pixels, random labels 0..9; not the real data set).
 * compile time of the 784-256-128-10 MLP in a fresh process: cold (empty
-  ``GRAPHNN_CACHE_DIR``) and warm (a second fresh process on the same directory).
+  ``GRAPHNN_CACHE_DIR``) and warm (a second fresh process on the same directory), and in
+  each the compile of the same architecture with other hidden widths; then a width sweep:
+  20 width variants in one process, their compile time and the memory they add.
 
 Noise control: the contenders run interleaved, round by round (their order rotated each
 round), each measurement is preceded by a 0.3 s pause and a short warm-up call and lasts at
@@ -393,26 +395,65 @@ def _agreement(runners) -> dict:
 
 
 def _compile_child_code(spec) -> str:
+    """Import graphnn, compile `spec`, then the same architecture with other hidden widths
+    (a width change: with structure-keyed kernels it compiles nothing)."""
+    other = tuple(h + 16 for h in spec["hidden"])
     return f"""
 import json, time
 t0 = time.perf_counter()
 import graphnn as gn
 t1 = time.perf_counter()
-layers = [gn.Dense(h, activation={spec['act']!r}) for h in {tuple(spec['hidden'])!r}]
-model = gn.Sequential(layers + [gn.Dense({spec['out']})], input_dim={spec['input_dim']})
-net = model.compile(loss={spec['loss']!r}, optimizer=gn.SGD({LR}), seed=0)
+def build(hidden):
+    layers = [gn.Dense(h, activation={spec['act']!r}) for h in hidden]
+    return gn.Sequential(layers + [gn.Dense({spec['out']})], input_dim={spec['input_dim']})
+net = build({tuple(spec['hidden'])!r}).compile(loss={spec['loss']!r}, optimizer=gn.SGD({LR}),
+                                               seed=0)
 t2 = time.perf_counter()
+net2 = build({other!r}).compile(loss={spec['loss']!r}, optimizer=gn.SGD({LR}), seed=0)
 print(json.dumps({{"import_s": t1 - t0, "compile_seconds": net.compile_seconds,
-                  "ready_s": t2 - t0}}))
+                  "ready_s": t2 - t0, "second_width_s": net2.compile_seconds}}))
 """
 
 
-def _run_compile_child(spec, cache_dir, threads) -> dict:
+def _sweep_child_code(spec, widths: int) -> str:
+    """`widths` width variants of `spec`'s architecture in one process: compile time each
+    (after the first) and the growth of the resident memory over them."""
+    return f"""
+import json, os, time
+import numpy as np
+import graphnn as gn
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def build(k):
+    hidden = [h + 8 * k for h in {tuple(spec['hidden'])!r}]
+    layers = [gn.Dense(h, activation={spec['act']!r}) for h in hidden]
+    model = gn.Sequential(layers + [gn.Dense({spec['out']})], input_dim={spec['input_dim']})
+    return model.compile(loss={spec['loss']!r}, optimizer=gn.SGD({LR}), seed=0)
+first = build(0)
+X = np.zeros((64, {spec['input_dim']}), np.float32)
+y = np.zeros(64, np.int64) if {spec['loss']!r} == "cross_entropy" else np.zeros((64, {spec['out']}), np.float32)
+first.fit(X, y, epochs=1, batch_size=32)
+del first
+before, t = rss(), time.perf_counter()
+times = []
+for k in range(1, {widths} + 1):
+    net = build(k)
+    net.fit(X, y, epochs=1, batch_size=32)
+    times.append(net.compile_seconds)
+    del net
+print(json.dumps({{"widths": {widths}, "seconds": time.perf_counter() - t,
+                  "median_compile_s": sorted(times)[len(times) // 2],
+                  "rss_growth_mib": (rss() - before) / 2 ** 20}}))
+"""
+
+
+def _run_compile_child(spec, cache_dir, threads, code: str | None = None) -> dict:
     env = dict(os.environ, **thread_env(threads), GRAPHNN_CACHE_DIR=str(cache_dir))
     env.pop("GRAPHNN_NO_CACHE", None)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in [env.get("PYTHONPATH")] if p])
     t = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", _compile_child_code(spec)], env=env,
+    proc = subprocess.run([sys.executable, "-c", code or _compile_child_code(spec)], env=env,
                           cwd=str(REPO), capture_output=True, text=True)
     total = time.perf_counter() - t
     if proc.returncode != 0:
@@ -422,18 +463,22 @@ def _run_compile_child(spec, cache_dir, threads) -> dict:
     return res
 
 
-def measure_compile(spec, reps: int, threads: int) -> dict:
-    """Cold (empty cache dir) then warm (same dir) fresh processes, `reps` pairs."""
+def measure_compile(spec, reps: int, threads: int, widths: int = 20) -> dict:
+    """Cold (empty cache dir) then warm (same dir) fresh processes, `reps` pairs; then one
+    process compiling `widths` width variants of the same architecture (warm cache)."""
     cold, warm = [], []
-    for _ in range(reps):
+    sweep = None
+    for rep in range(reps):
         d = tempfile.mkdtemp(prefix="graphnn-bench-cache-")
         try:
             cold.append(_run_compile_child(spec, d, threads))
             warm.append(_run_compile_child(spec, d, threads))
+            if rep == 0 and widths:
+                sweep = _run_compile_child(spec, d, threads, _sweep_child_code(spec, widths))
         finally:
             shutil.rmtree(d, ignore_errors=True)
     summary = lambda rs: {k: _median([r[k] for r in rs]) for k in rs[0]} | {"runs": rs}
-    return {"cold": summary(cold), "warm": summary(warm)}
+    return {"cold": summary(cold), "warm": summary(warm), "sweep": sweep}
 
 
 # -- reporting -----------------------------------------------------------------------------
@@ -590,12 +635,21 @@ def markdown(res) -> str:
     c = res.get("compile")
     if c:
         out += ["", f"| compile, {NETS[COMPILE_NET]['title'].split(',')[0]}, fresh process "
-                "| process total | import graphnn | net.compile_seconds |",
-                "|---|---:|---:|---:|"]
+                "| process total | import graphnn | net.compile_seconds | then another width |",
+                "|---|---:|---:|---:|---:|"]
         for k, label in (("cold", "cold (empty GRAPHNN_CACHE_DIR)"),
                          ("warm", "warm (second process, same dir)")):
+            second = c[k].get("second_width_s")
             out.append(f"| {label} | {c[k]['process_s']:.2f} s | {c[k]['import_s']:.2f} s | "
-                       f"{c[k]['compile_seconds']:.2f} s |")
+                       f"{c[k]['compile_seconds']:.2f} s | "
+                       + (f"{second:.3f} s" if second is not None else "n/a") + " |")
+        sw = c.get("sweep")
+        if sw:
+            out += ["", "| width sweep, one process | widths | compile_seconds (median) | "
+                    "wall, compile + 1 epoch each | memory growth |", "|---|---:|---:|---:|---:|",
+                    f"| {NETS[COMPILE_NET]['title'].split(',')[0]}, hidden + 8k | {sw['widths']} "
+                    f"| {sw['median_compile_s']:.3f} s | {sw['seconds']:.2f} s "
+                    f"| {sw['rss_growth_mib']:.1f} MiB |"]
     if res.get("notes"):
         out += [""] + [f"Note: {n}" for n in res["notes"]]
     if res.get("warnings"):
@@ -686,7 +740,10 @@ def main(argv=None) -> dict:
         compile_res = measure_compile(NETS[COMPILE_NET], cfg["compile_reps"], args.threads)
         for k in ("cold", "warm"):
             log(f"[compile] {k}: process {compile_res[k]['process_s']:.2f} s, "
-                f"net.compile_seconds {compile_res[k]['compile_seconds']:.2f} s")
+                f"net.compile_seconds {compile_res[k]['compile_seconds']:.2f} s, "
+                f"another width {compile_res[k]['second_width_s']:.3f} s")
+        if compile_res["sweep"]:
+            log(f"[compile] width sweep: {compile_res['sweep']}")
 
     log(f"[measure] up to {cfg['rounds']} rounds (budget {cfg['budget_s']} s from the start)")
     samples = {key: {r.name: [] for r in b["runners"]} for key, b in benches.items()}

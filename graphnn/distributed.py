@@ -373,7 +373,8 @@ def _fit(net, X, y, epochs, batch_size, shuffle, verbose, validation_data, valid
         val_part = (val[0][part], val[1][part], val[0].shape[0] if data == "whole"
                     else comm.allreduce(val[0].shape[0]))
 
-    _compile(net, grads, xbuf, ybuf, wbuf)
+    # compiled before the first epoch: Python calls these two directly, per step
+    dev.compile_step(net.params, grads, net.state, net.arena, xbuf, ybuf, wbuf)
     cbs = CallbackList(callbacks) if root else CallbackList()
     cbs.set_model(net)
     history = History()
@@ -470,18 +471,6 @@ def _finish(comm, root: bool, cbs, net):
     EarlyStopping(restore_best=True) may have changed them there)."""
     _on_root(comm, root, cbs.on_train_end)
     broadcast(net, comm)
-
-
-def _compile(net, grads, xbuf, ybuf, wbuf):
-    """Compile loss_and_grads and update for these argument types before the first epoch
-    (one process compiles them inside train_epoch; here Python calls them directly)."""
-    import numba
-    t, i64 = numba.typeof, numba.types.int64
-    args = [t(net.params), t(grads), t(net.arena), t(xbuf), t(ybuf), t(wbuf)]
-    kernels = net.backend.kernels
-    kernels["loss_and_grads"].compile(tuple(args + ([i64, i64] if net.plan.dropout else [])))
-    kernels["update"].compile((t(net.params), t(grads), t(net.state),
-                               numba.from_dtype(net.dtype), i64))
 
 
 def _view(net, buf, n: int) -> np.ndarray:

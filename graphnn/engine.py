@@ -13,6 +13,7 @@ never half-updated ones.  The kernels hold the GIL, so the lock costs no paralle
 """
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -30,6 +31,7 @@ from .optim import check_optimizer
 from .validate import as_dtype, as_inputs, check_lengths, positive_int
 
 PREDICT_ROWS = 1024      # rows per forward call in predict/evaluate (arena capacity)
+COMPILING = "compiling kernels for this architecture (first time; cached afterwards) ..."
 
 
 def _backend(device: str):
@@ -46,12 +48,14 @@ class Engine:
     (``train.py``) and checkpoints (``io.py``) sit above it; ``model.CompiledModel`` joins them."""
 
     def __init__(self, model: Graph, loss: str = "mse", optimizer=None, seed: int | None = 0,
-                 dtype="float32", device: str = "cpu", metrics=None):
+                 dtype="float32", device: str = "cpu", metrics=None, verbose: int = 0):
         if device not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
                                  or seed < 0):
             raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+        if verbose not in (0, 1, 2):
+            raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
         self.model = model
         self.dtype = as_dtype(dtype)
         self.loss = check_loss(loss)
@@ -83,8 +87,17 @@ class Engine:
         self.epoch = 0                                      # epochs trained so far
         self._dropout_key = 0                                # loss_and_grads' dropout masks
         self._lock = threading.RLock()      # held around every use of the shared buffers
-        self.backend.compile(labels=self.loss.targets == "labels")
+        labels = self.loss.targets == "labels"
+        # kernels are shared by every model of the same structure; only a new structure
+        # (on a machine whose cache lacks it) compiles, for seconds: say so if asked
+        is_compiled = getattr(self.backend, "is_compiled", None)
+        self.compiled_new = not (is_compiled and is_compiled(labels))
+        if verbose and self.compiled_new:
+            print(COMPILING, end="", file=sys.stderr, flush=True)
+        self.backend.compile(labels=labels)
         self.compile_seconds = time.perf_counter() - t0
+        if verbose and self.compiled_new:
+            print(f" {self.compile_seconds:.1f} s", file=sys.stderr, flush=True)
 
     def _check_metrics(self, metrics) -> list[str]:
         if metrics is None:

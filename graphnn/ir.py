@@ -155,6 +155,15 @@ class Program:
 
 @dataclass(frozen=True)
 class Comment:
-    """Not an instruction: a heading in the generated code (the node the next steps come from)."""
+    """Not an instruction: a heading in the generated code (the node the next steps come from).
+
+    ``text`` names the node for people (it holds user names and widths); code generators
+    that must keep names and sizes out of code write the structural fields instead:
+    ``node`` (its index in graph order), ``kind`` ("Dense (relu)"), ``inputs`` (their
+    indices) and ``backward``."""
     text: str
     note: str = ""
+    node: int = -1
+    kind: str = ""
+    inputs: tuple = ()
+    backward: bool = False

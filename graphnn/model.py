@@ -71,14 +71,16 @@ class Model(Graph):
     """
 
     def compile(self, loss: str = "mse", optimizer=None, seed: int | None = 0,
-                dtype="float32", device: str = "cpu", metrics=None) -> CompiledModel:
+                dtype="float32", device: str = "cpu", metrics=None,
+                verbose: int = 0) -> CompiledModel:
         """Lower the graph, generate its kernels and return a trainable network.
 
         ``metrics``: names reported by ``fit``/``evaluate`` besides the loss, from
         "accuracy" (classification losses), "mse" and "mae" (value targets).
+        ``verbose=1``: say so (on stderr) when the kernels must be compiled, not loaded.
         """
         return CompiledModel(self, loss=loss, optimizer=optimizer, seed=seed,
-                             dtype=dtype, device=device, metrics=metrics)
+                             dtype=dtype, device=device, metrics=metrics, verbose=verbose)
 
 
 def Sequential(layers: Sequence[Node], input_dim: int | None = None,

@@ -9,7 +9,9 @@ Each optimizer writes its rule once, as the update of one parameter ``i``:
 and each backend runs it over every i (a loop on the CPU, a thread per i on the
 GPU).  ``state`` holds ``state_slots`` values per parameter (slot k of parameter i
 at ``state[k * params.size + i]``): momentum, moment estimates.  ``step`` counts
-updates from 1.  Hyperparameters are pasted into the source as typed constants.
+updates from 1.  ``source()`` pastes the hyperparameters in as typed constants;
+``source(generic=True)`` takes them as arguments instead (the names ``hyper()`` lists,
+in that order), so one compiled kernel serves every value of them.
 
 The rules are PyTorch's (``torch.optim``, defaults dampening=0, amsgrad=False,
 centered=False), so the same gradients give the same parameters.  Computing
@@ -53,8 +55,24 @@ class Optimizer:
         self.schedule = as_schedule(lr)           # a float becomes schedules.Constant
         self.lr = self.schedule.initial
 
-    def source(self) -> str:
+    def source(self, generic: bool = False) -> str:
+        """``def <name>_update(i, params, grads, state, lr, step)``; with ``generic`` the
+        hyperparameters of ``hyper()`` follow as arguments instead of being constants."""
         raise NotImplementedError
+
+    def hyper(self) -> dict:
+        """The hyperparameters the generic source takes, name -> value, in argument order.
+        Which names appear depends only on the optimizer's structure (its kind, and
+        momentum / Nesterov on or off, which change its state), never on the values."""
+        return {}
+
+    def _terms(self, generic: bool) -> tuple[dict, str]:
+        """Each hyperparameter as the source writes it (a typed literal or its argument
+        name), and the extra arguments of the function header."""
+        hyper = self.hyper()
+        if generic:
+            return {k: k for k in hyper}, "".join(f", {k}" for k in hyper)
+        return {k: _lit(v) for k, v in hyper.items()}, ""
 
     def config(self) -> dict:
         """Name and hyperparameters, enough to rebuild the optimizer (checkpoints)."""
@@ -90,16 +108,23 @@ class SGD(Optimizer):
         self.weight_decay = _positive(weight_decay, "weight_decay", allow_zero=True)
         self.state_slots = 1 if self.momentum else 0
 
-    def source(self) -> str:
-        lines = ['def sgd_update(i, params, grads, state, lr, step):',
+    def hyper(self) -> dict:
+        h = {"weight_decay": self.weight_decay}
+        if self.momentum:
+            h["momentum"] = self.momentum
+        return h
+
+    def source(self, generic: bool = False) -> str:
+        h, args = self._terms(generic)
+        lines = [f'def sgd_update(i, params, grads, state, lr, step{args}):',
                  '    """Gradient descent on parameter i."""',
                  '    g = grads[i]']
-        if self.weight_decay:
-            lines.append(f"    g += {_lit(self.weight_decay)} * params[i]   # L2 weight decay")
+        if self.weight_decay or generic:
+            lines.append(f"    g += {h['weight_decay']} * params[i]   # L2 weight decay")
         if self.momentum:
-            lines += [f"    b = {_lit(self.momentum)} * state[i] + g    # momentum buffer",
+            lines += [f"    b = {h['momentum']} * state[i] + g    # momentum buffer",
                       "    state[i] = b"]
-            lines.append(f"    g = g + {_lit(self.momentum)} * b   # Nesterov" if self.nesterov
+            lines.append(f"    g = g + {h['momentum']} * b   # Nesterov" if self.nesterov
                          else "    g = b")
         lines.append("    params[i] -= lr * g")
         return "\n".join(lines)
@@ -125,27 +150,32 @@ class Adam(Optimizer):
         self.eps = _positive(eps, "eps")
         self.weight_decay = _positive(weight_decay, "weight_decay", allow_zero=True)
 
-    def source(self) -> str:
+    def hyper(self) -> dict:
         b1, b2 = self.betas
+        return {"beta1": b1, "one_minus_beta1": 1 - b1, "beta2": b2, "one_minus_beta2": 1 - b2,
+                "eps": self.eps, "weight_decay": self.weight_decay}
+
+    def source(self, generic: bool = False) -> str:
+        h, args = self._terms(generic)
         name = self.name
         decay = ""
-        if self.weight_decay and self.decoupled:
-            decay = (f"    params[i] *= one - lr * {_lit(self.weight_decay)}"
+        if (self.weight_decay or generic) and self.decoupled:
+            decay = (f"    params[i] *= one - lr * {h['weight_decay']}"
                      "   # decoupled weight decay (AdamW)\n")
-        elif self.weight_decay:
-            decay = f"    g += {_lit(self.weight_decay)} * params[i]   # L2 weight decay\n"
-        return f'''def {name}_update(i, params, grads, state, lr, step):
+        elif self.weight_decay or generic:
+            decay = f"    g += {h['weight_decay']} * params[i]   # L2 weight decay\n"
+        return f'''def {name}_update(i, params, grads, state, lr, step{args}):
     """{type(self).__name__} on parameter i: m in state slot 0, v in slot 1."""
     n = params.size
     g = grads[i]
-{decay}    m = {_lit(b1)} * state[i] + {_lit(1 - b1)} * g
-    v = {_lit(b2)} * state[n + i] + {_lit(1 - b2)} * g * g
+{decay}    m = {h['beta1']} * state[i] + {h['one_minus_beta1']} * g
+    v = {h['beta2']} * state[n + i] + {h['one_minus_beta2']} * g * g
     state[i] = m
     state[n + i] = v
     t = real(step)
-    c1 = one - {_lit(b1)} ** t        # bias corrections
-    c2 = one - {_lit(b2)} ** t
-    params[i] -= (lr / c1) * m / (math.sqrt(v) / math.sqrt(c2) + {_lit(self.eps)})'''
+    c1 = one - {h['beta1']} ** t        # bias corrections
+    c2 = one - {h['beta2']} ** t
+    params[i] -= (lr / c1) * m / (math.sqrt(v) / math.sqrt(c2) + {h['eps']})'''
 
 
 class AdamW(Adam):
@@ -178,19 +208,27 @@ class RMSprop(Optimizer):
         self.weight_decay = _positive(weight_decay, "weight_decay", allow_zero=True)
         self.state_slots = 2 if self.momentum else 1
 
-    def source(self) -> str:
-        decay = (f"    g += {_lit(self.weight_decay)} * params[i]   # L2 weight decay\n"
-                 if self.weight_decay else "")
-        step = (f'''    b = {_lit(self.momentum)} * state[n + i] + g / avg
+    def hyper(self) -> dict:
+        h = {"alpha": self.alpha, "one_minus_alpha": 1 - self.alpha, "eps": self.eps,
+             "weight_decay": self.weight_decay}
+        if self.momentum:
+            h["momentum"] = self.momentum
+        return h
+
+    def source(self, generic: bool = False) -> str:
+        h, args = self._terms(generic)
+        decay = (f"    g += {h['weight_decay']} * params[i]   # L2 weight decay\n"
+                 if self.weight_decay or generic else "")
+        step = (f'''    b = {h['momentum']} * state[n + i] + g / avg
     state[n + i] = b
     params[i] -= lr * b''' if self.momentum else "    params[i] -= lr * g / avg")
-        return f'''def rmsprop_update(i, params, grads, state, lr, step):
+        return f'''def rmsprop_update(i, params, grads, state, lr, step{args}):
     """RMSprop on parameter i: mean square in state slot 0 (momentum in slot 1)."""
     n = params.size
     g = grads[i]
-{decay}    v = {_lit(self.alpha)} * state[i] + {_lit(1 - self.alpha)} * g * g
+{decay}    v = {h['alpha']} * state[i] + {h['one_minus_alpha']} * g * g
     state[i] = v
-    avg = math.sqrt(v) + {_lit(self.eps)}
+    avg = math.sqrt(v) + {h['eps']}
 {step}'''
 
 

@@ -124,7 +124,7 @@ class Schedule:
     def value(self, epoch: int, step: int) -> float:
         raise NotImplementedError
 
-    def source(self) -> str:
+    def source(self, generic: bool = False) -> str:
         raise ValueError(
             f"{type(self).__name__} is a per-epoch schedule and has no per-step source(): "
             "fit passes value(epoch, step) as the lr of each epoch")
@@ -190,14 +190,35 @@ class _PerStep(Schedule):
             self._fn = namespace["schedule_lr"]
         return self._fn(step)
 
+    def hyper(self) -> dict:
+        """The numbers ``source(generic=True)``'s function takes after ``step``, in order."""
+        return {"lr": self.initial, "min_lr": self.min_lr,
+                "warmup": float(getattr(self, "warmup", 0)), "total": float(self.total)}
+
     def __getstate__(self):                 # the cached function is rebuilt, not pickled
         state = dict(self.__dict__)
         state.pop("_fn", None)
         return state
 
 
-def _cosine_source(doc: str, lr: float, min_lr: float, warmup: int, total: int) -> str:
-    """``schedule_lr(step)``: linear warmup over ``warmup`` steps, then cosine to min_lr."""
+def _cosine_source(doc: str, lr: float, min_lr: float, warmup: int, total: int,
+                   generic: bool = False) -> str:
+    """``schedule_lr(step)``: linear warmup over ``warmup`` steps, then cosine to min_lr.
+
+    ``generic``: ``schedule_lr(step, lr, min_lr, warmup, total)`` instead, the numbers
+    passed at run time (as float64; ``warmup`` may be 0) so one compiled function serves
+    every CosineDecay and WarmupCosine; the arithmetic is the same, operation for operation.
+    """
+    if generic:
+        return ("def schedule_lr(step, lr, min_lr, warmup, total):\n"
+                f'    """{doc}"""\n'
+                "    if step <= warmup:\n"
+                "        return lr * step / warmup\n"
+                "    t = step - (1.0 + warmup)\n"
+                "    if t >= total - warmup:\n"
+                "        return min_lr\n"
+                "    return min_lr + (lr - min_lr) * 0.5 * "
+                "(1.0 + math.cos(math.pi * t / (total - warmup)))\n")
     lines = ["def schedule_lr(step):", f'    """{doc}"""']
     if warmup:
         lines += [f"    if step <= {warmup}:",
@@ -210,6 +231,10 @@ def _cosine_source(doc: str, lr: float, min_lr: float, warmup: int, total: int) 
     return "\n".join(lines) + "\n"
 
 
+GENERIC_DOC = ("lr of update `step` (1, 2, ...): linear up to lr over `warmup` steps "
+               "(none if 0), then cosine to min_lr at `total` steps.")
+
+
 class CosineDecay(_PerStep):
     """Cosine from ``lr`` down to ``min_lr`` over ``total`` optimizer steps, then
     ``min_lr`` (PyTorch ``CosineAnnealingLR(T_max=total, eta_min=min_lr)``).  Per step:
@@ -220,7 +245,9 @@ class CosineDecay(_PerStep):
         self.total = _int(total, "total (steps)", 1)
         self.min_lr = _min_lr(min_lr, self.initial)
 
-    def source(self) -> str:
+    def source(self, generic: bool = False) -> str:
+        if generic:
+            return _cosine_source(GENERIC_DOC, 0, 0, 0, 0, generic=True)
         return _cosine_source(
             f"CosineDecay: lr of update `step` (1, 2, ...), cosine from {self.initial!r} "
             f"to {self.min_lr!r} over {self.total} steps.",
@@ -247,7 +274,9 @@ class WarmupCosine(_PerStep):
                              f"(both in steps), got {total!r}")
         self.min_lr = _min_lr(min_lr, self.initial)
 
-    def source(self) -> str:
+    def source(self, generic: bool = False) -> str:
+        if generic:
+            return _cosine_source(GENERIC_DOC, 0, 0, 0, 0, generic=True)
         return _cosine_source(
             f"WarmupCosine: lr of update `step` (1, 2, ...), linear up to {self.initial!r} "
             f"over {self.warmup} steps, then cosine to {self.min_lr!r} at {self.total} steps.",

@@ -123,7 +123,7 @@ def test_summary_and_source(small_classifier):
     assert "Total params: 51" in text            # 4*6+6 + 6*3+3
     src = small_classifier.source()
     for needle in ("def forward(", "def backward(", "def train_step(", "def train_epoch(",
-                   "np.dot(x, dense_W, h_dense)", "dW = x^T @ dz", "def cross_entropy_row("):
+                   "np.dot(x, W1, h1)", "dW = x^T @ dz", "def cross_entropy_row("):
         assert needle in src
     compile(src, "<generated>", "exec")          # the shown source is valid Python
 

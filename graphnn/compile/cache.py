@@ -40,6 +40,7 @@ FORMAT = "2"          # layout of our files (checksummed Numba entries); part of
 MAGIC = b"graphnn-cache-2\n"
 
 _import_lock = threading.Lock()       # one import of a generated module at a time
+_executed: dict[str, dict] = {}       # in-memory modules by source hash (cache off)
 _warned: set[str] = set()             # each damaged file / unusable folder is named once
 _warned_lock = threading.Lock()
 
@@ -108,13 +109,18 @@ def _unusable(folder: Path) -> str | None:
 
 
 def _exec(source: str) -> dict:
-    """Run the source in a fresh namespace (Numba cannot cache such code); its text is
-    kept in linecache for tracebacks.  The name holds a hash, never the model's name."""
-    filename = f"<graphnn-generated:{hashlib.sha256(source.encode()).hexdigest()[:16]}>"
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    namespace = {"__name__": "graphnn_generated"}
-    exec(compile(source, filename, "exec"), namespace)
-    return namespace
+    """Run the source in a fresh namespace, once per process (Numba cannot cache such code;
+    a second model of the same structure gets the same, already compiled kernels).  Its
+    text is kept in linecache for tracebacks; the name holds a hash, never a model's name."""
+    digest = hashlib.sha256(source.encode()).hexdigest()[:24]
+    with _import_lock:
+        if digest not in _executed:
+            filename = f"<graphnn-generated:{digest}>"
+            linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+            namespace = {"__name__": "graphnn_generated"}
+            exec(compile(source, filename, "exec"), namespace)
+            _executed[digest] = namespace
+        return _executed[digest]
 
 
 def _import(source: str, folder: Path) -> dict:

@@ -10,11 +10,12 @@ The plan is what every backend compiles.  It fixes
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from .. import ir
-from ..graph import Graph, Input, Node
-from ..ops.activations import ActivationNode
+from ..graph import Input, Graph, Node
+from ..ops.activations import ACTIVATIONS, ActivationNode
 from ..ops.dropout import Dropout
 from ..ops.losses import Loss
 from ..ops.softmax import Softmax
@@ -60,6 +61,7 @@ class Plan:
     dropout: bool                     # training forward draws random masks
     scratch_width: int = 0            # columns needed by accumulating matmuls (CPU)
     param_vars: dict = field(default_factory=dict)   # var -> ParamSlot (and grad var)
+    roles: dict = field(default_factory=dict)        # arena buffer name -> (node index, role)
 
 
 class Lowering:
@@ -69,6 +71,11 @@ class Lowering:
         self.model, self.loss = model, loss
         self.names = model.names
         self.order = model.nodes
+        self.index = {node: k for k, node in enumerate(self.order)}
+        # arena buffer name -> (index of its node, role): "h" output, "d" its gradient,
+        # an op's tag ("z", "mask") or "d" + tag.  Code generators name buffers from
+        # these, never from the user's names (those are for people, not for code).
+        self.roles: dict[str, tuple[int, str]] = {}
         self.requires_grad: dict[Node, bool] = {}
         self.params: list[ParamSlot] = []
         offset = 0
@@ -102,7 +109,10 @@ class Lowering:
     def name(self, node: Node) -> str:
         return self.names[node]
 
-    def _arena_buf(self, name: str, width: int) -> ir.Buf:
+    def _arena_buf(self, name: str, width: int, node: Node | None = None,
+                   role: str = "") -> ir.Buf:
+        if node is not None:
+            self.roles.setdefault(name, (self.index[node], role))
         if name not in self.arena:
             self.arena[name] = (self.arena_width, width)
             self.arena_width += width
@@ -113,18 +123,18 @@ class Lowering:
         node = self.alias.get(node, node)
         if isinstance(node, Input):
             return ir.Buf("x", node.width, "input")
-        return self._arena_buf(f"h_{self.names[node]}", node.width)
+        return self._arena_buf(f"h_{self.names[node]}", node.width, node, "h")
 
     def internal(self, node: Node, tag: str, width: int) -> ir.Buf:
-        return self._arena_buf(f"{tag}_{self.names[node]}", width)
+        return self._arena_buf(f"{tag}_{self.names[node]}", width, node, tag)
 
     def grad(self, node: Node) -> ir.Buf:
         """The matrix holding dLoss/d(node's output)."""
         node = self.alias.get(node, node)
-        return self._arena_buf(f"d_{self.names[node]}", node.width)
+        return self._arena_buf(f"d_{self.names[node]}", node.width, node, "d")
 
     def internal_grad(self, node: Node, tag: str, width: int) -> ir.Buf:
-        return self._arena_buf(f"d{tag}_{self.names[node]}", width)
+        return self._arena_buf(f"d{tag}_{self.names[node]}", width, node, "d" + tag)
 
     def grad_target(self, node: Node) -> tuple[ir.Buf, bool]:
         """Where a consumer writes ``node``'s gradient, and whether to add to it.
@@ -183,7 +193,10 @@ class Lowering:
     def _heading(self, node: Node, direction: str) -> ir.Comment:
         ins = ", ".join(self.names[self.alias.get(i, i)] for i in node.inputs)
         return ir.Comment(f"{self.names[node]}: {node.describe()} of {ins}, {node.width} wide"
-                          + (" (backward)" if direction == "backward" else ""))
+                          + (" (backward)" if direction == "backward" else ""),
+                          node=self.index[node], kind=structural_kind(node),
+                          inputs=tuple(self.index[self.alias.get(i, i)] for i in node.inputs),
+                          backward=direction == "backward")
 
     def _backward(self) -> list:
         self.train = True
@@ -209,7 +222,8 @@ class Lowering:
         plan = Plan(self.model, self.loss, self.names, self.params, self.n_params,
                     dict(self.arena), self.arena_width, forward, train_forward, backward,
                     output, logits, dlogits, self.fused,
-                    any(isinstance(st, ir.Dropout) for st in train_forward), self.scratch_width)
+                    any(isinstance(st, ir.Dropout) for st in train_forward), self.scratch_width,
+                    roles=dict(self.roles))
         for p in self.params:
             plan.param_vars[p.var] = p
             plan.param_vars[self.grad_var(p)] = p
@@ -217,6 +231,23 @@ class Lowering:
             plan.arena["tmp"] = (plan.arena_width, plan.scratch_width)
             plan.arena_width += plan.scratch_width
         return plan
+
+
+_IDENT = re.compile(r"[A-Za-z][A-Za-z0-9]{0,39}")
+
+
+def structural_kind(node: Node) -> str:
+    """What a node is, for comments in generated code: its class and activation, e.g.
+    "Dense (relu)".  Made only of identifiers that pass a strict pattern (class names
+    from graphnn's tables, activation names from ``ACTIVATIONS``), never of names or
+    numbers, so it can be pasted into code and is the same for every width."""
+    kind = type(node).__name__
+    kind = kind if _IDENT.fullmatch(kind) else "Node"
+    act = getattr(node, "activation", None)
+    if isinstance(act, str) and act != "linear" and (act in ACTIVATIONS or act == "softmax") \
+            and kind.lower() != act.replace("_", ""):
+        kind += f" ({act})"
+    return kind
 
 
 def lower(model: Graph, loss: Loss) -> Plan:

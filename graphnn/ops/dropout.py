@@ -41,7 +41,7 @@ class Dropout(Node):
         mask = L.internal(self, "mask", self.width)
         salt = 1 + [n for n in L.order if isinstance(n, Dropout)].index(self)
         return [ir.Dropout(L.out(self), L.out(self.inputs[0]), mask, self.rate, salt,
-                           note=f"y = x * mask, mask = (u >= {self.rate:g}) / {1 - self.rate:g}")]
+                           note="y = x * mask, mask = (u >= rate) / (1 - rate)")]
 
     def backward(self, L):
         x = self.inputs[0]

@@ -29,11 +29,11 @@ class Add(Node):
 
     def backward(self, L):
         steps = []
-        for i in self.inputs:
+        for k, i in enumerate(self.inputs):
             if L.needs_grad(i):
                 gx, acc = L.grad_target(i)
                 steps.append(ir.Copy(gx, L.grad(self), acc=acc,
-                                     note=f"d{L.name(i)} {'+=' if acc else '='} dy"))
+                                     note=f"d(input {k}) {'+=' if acc else '='} dy"))
         return steps
 
 
@@ -55,15 +55,15 @@ class Concatenate(Node):
 
     def forward(self, L):
         y = L.out(self)
-        return [ir.Place(y, L.out(i), c, note=f"columns {c}:{c + i.width} = {L.name(i)}")
-                for i, c in zip(self.inputs, self._offsets())]
+        return [ir.Place(y, L.out(i), c, note=f"y's block of columns {k} = input {k}")
+                for k, (i, c) in enumerate(zip(self.inputs, self._offsets()))]
 
     def backward(self, L):
         steps = []
-        for i, c in zip(self.inputs, self._offsets()):
+        for k, (i, c) in enumerate(zip(self.inputs, self._offsets())):
             if L.needs_grad(i):
                 gx, acc = L.grad_target(i)
                 steps.append(ir.Copy(gx, L.grad(self), col0=c, acc=acc,
-                                     note=f"d{L.name(i)} {'+=' if acc else '='} "
-                                          f"dy[:, {c}:{c + i.width}]"))
+                                     note=f"d(input {k}) {'+=' if acc else '='} "
+                                          f"dy's block of columns {k}"))
         return steps
