@@ -26,6 +26,7 @@ from .ops import activations, dense, dropout, merge, softmax
 from .ops.losses import LOSSES
 from .optim import OPTIMIZERS, Optimizer
 from . import schedules
+from .validate import layer_name_problem, model_name_problem
 
 FORMAT_VERSION = 2            # 1: graphnn 0.1's own layout (magic b"GRAPHNN\0"); 2: safetensors
 DTYPES = {"float32": "F32", "float64": "F64"}      # model dtype -> safetensors dtype name
@@ -38,11 +39,9 @@ SCHEDULE_TYPES = {cls.__name__: cls for cls in (
     schedules.Constant, schedules.StepDecay, schedules.ExponentialDecay,
     schedules.CosineDecay, schedules.WarmupCosine, schedules.ReduceOnPlateau)}
 
-MAX_NAME = 256                # characters of a model or layer name
 MAX_NODES = 100_000
 MAX_WIDTH = 2 ** 31 - 1       # Input width, Dense units
 MAX_COUNT = 2 ** 62           # step, epoch (the kernels count steps in int64)
-_LAYER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _COUNT = re.compile(r"(0|[1-9][0-9]{0,18})\Z")
 
 
@@ -53,30 +52,6 @@ class CheckpointError(ValueError):
 
 def _fail(field: str, problem: str):
     raise CheckpointError(f"checkpoint field {field}: {problem}")
-
-
-# -- names ------------------------------------------------------------------------------
-def model_name_problem(name) -> str | None:
-    """Why ``name`` cannot be a saved model's name, or None.  Printable text without
-    double quotes or backslashes, at most MAX_NAME characters."""
-    if not isinstance(name, str) or not name:
-        return f"must be a non-empty string, got {_short(name)}"
-    if len(name) > MAX_NAME:
-        return f"is {len(name)} characters long; at most {MAX_NAME} are allowed"
-    if not name.isprintable() or '"' in name or "\\" in name:
-        return (f"{_short(name)} has a control character, a double quote or a backslash; "
-                "use printable text without them")
-    return None
-
-
-def layer_name_problem(name) -> str | None:
-    """Why ``name`` cannot be a saved layer's name, or None: an identifier of at most
-    MAX_NAME characters (letters, digits and '_', not starting with a digit)."""
-    if not isinstance(name, str) or not _LAYER_NAME.match(name):
-        return f"{_short(name)} is not a layer name (letters, digits and '_', not starting with a digit)"
-    if len(name) > MAX_NAME:
-        return f"is {len(name)} characters long; at most {MAX_NAME} are allowed"
-    return None
 
 
 def _short(value) -> str:

@@ -152,7 +152,7 @@ def cmd_train(args) -> int:
     if run["threads"]:
         gn.set_num_threads(run["threads"])
     try:
-        net = run.compile(data.in_dim)
+        net = run.compile(data.in_dim, verbose=1 if root else 0)
     except (ValueError, ImportError) as e:
         raise UsageError(f"cannot build the model of {label}: {e}") from None
     if verbose:

@@ -6,12 +6,10 @@ connected (``Dense(10)(x)``), so a mismatch is reported where it is made.
 """
 from __future__ import annotations
 
-import re
 from typing import Iterable, Sequence
 
-from .validate import positive_int
+from .validate import layer_name_problem, model_name_problem, positive_int
 
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class Node:
@@ -27,10 +25,8 @@ class Node:
     n_inputs: int | None = 1          # None: any number >= 2
 
     def __init__(self, name: str | None = None):
-        if name is not None and (not isinstance(name, str) or not _IDENT.match(name)):
-            raise ValueError(
-                f"layer name {name!r} is not valid: use letters, digits and '_', "
-                "not starting with a digit (it becomes a variable in the generated code)")
+        if name is not None and layer_name_problem(name):
+            raise ValueError(f"layer name not valid: {layer_name_problem(name)}")
         self.name = name
         self.inputs: list[Node] = []
         self.width: int | None = None
@@ -176,6 +172,8 @@ class Graph:
             raise ValueError(f"Model inputs must be one gn.Input node, got {inputs!r}")
         if not isinstance(outputs, Node) or outputs.width is None:
             raise ValueError(f"Model outputs must be one connected node, got {outputs!r}")
+        if model_name_problem(name):
+            raise ValueError(f"model name {model_name_problem(name)}")
         self.input = inputs
         self.output = outputs
         self.name = name

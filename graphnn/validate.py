@@ -8,6 +8,7 @@ ValueError that says what was wrong and what was expected.
 from __future__ import annotations
 
 import numbers
+import re
 
 import numpy as np
 
@@ -70,3 +71,37 @@ def as_dtype(dtype) -> np.dtype:
     if dt is None or dt.type not in (np.float32, np.float64):
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     return dt
+
+
+# -- names: data only (never code), kept short and printable so messages, files and
+# checkpoints stay readable; one rule for building a graph, saving and loading it.
+MAX_NAME = 256                # characters of a model or layer name
+_LAYER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def model_name_problem(name) -> str | None:
+    """Why ``name`` cannot be a saved model's name, or None.  Printable text without
+    double quotes or backslashes, at most MAX_NAME characters."""
+    if not isinstance(name, str) or not name:
+        return f"must be a non-empty string, got {_short(name)}"
+    if len(name) > MAX_NAME:
+        return f"is {len(name)} characters long; at most {MAX_NAME} are allowed"
+    if not name.isprintable() or '"' in name or "\\" in name:
+        return (f"{_short(name)} has a control character, a double quote or a backslash; "
+                "use printable text without them")
+    return None
+
+
+def layer_name_problem(name) -> str | None:
+    """Why ``name`` cannot be a saved layer's name, or None: an identifier of at most
+    MAX_NAME characters (letters, digits and '_', not starting with a digit)."""
+    if not isinstance(name, str) or not _LAYER_NAME.match(name):
+        return f"{_short(name)} is not a layer name (letters, digits and '_', not starting with a digit)"
+    if len(name) > MAX_NAME:
+        return f"is {len(name)} characters long; at most {MAX_NAME} are allowed"
+    return None
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -249,12 +249,14 @@ class Run:
     def build_callbacks(self, out_dir) -> list:
         return build_callbacks(self.doc, out_dir)
 
-    def compile(self, in_dim: int):
-        """Build the model and optimizer and compile them (seconds, cached on disk)."""
+    def compile(self, in_dim: int, verbose: int = 0):
+        """Build the model and optimizer and compile them (seconds for a new architecture,
+        cached on disk; ``verbose=1`` says so on stderr when it happens)."""
         model = self.build_model(in_dim)
         return model.compile(loss=self.doc["loss"], optimizer=self.build_optimizer(),
                              seed=self.doc["seed"], dtype=self.doc["dtype"],
-                             device=self.doc["device"], metrics=self.doc["metrics"])
+                             device=self.doc["device"], metrics=self.doc["metrics"],
+                             verbose=verbose)
 
     def fit_args(self, data: Data) -> dict:
         v = self.doc["validation"]
