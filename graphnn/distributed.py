@@ -51,6 +51,7 @@ import numpy as np
 
 from .callbacks import CallbackList, make_progress
 from . import train
+from .ops.dropout import dropout_key
 from .train import PROGRESS_SECONDS, DivergenceError, History
 
 __all__ = ["fit", "launched", "rank", "size", "checksum", "check_in_sync", "broadcast",
@@ -155,7 +156,9 @@ def broadcast(net, comm=None, root: int = 0) -> None:
 def _fingerprint(net) -> str:
     """The compiled program and training configuration: must be equal on every rank."""
     text = "\n".join([net.source(), repr(net.optimizer), net.dtype.name, net.loss.name,
-                      str(net.plan.n_params), repr(net.metrics)])
+                      str(net.plan.n_params), repr(net.metrics),
+                      net.backend.layout.tobytes().hex(),     # widths and offsets: the source
+                      net.backend.hyper.tobytes().hex()])     # is the same for every width
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -404,7 +407,7 @@ def _fit(net, X, y, epochs, batch_size, shuffle, verbose, validation_data, valid
                             count = float(w.sum(dtype=np.float64))
                         else:
                             w, count = wbuf, float(n)
-                        key = (seed * 1000003 + b * 7919) % 2 ** 31      # dropout_key(seed, b)
+                        key = dropout_key(seed, b)          # as the compiled epoch draws it
                         value = dev.loss_and_grads(net.params, grads, net.arena, x, yb, w,
                                                    key, row0)
                         # mean over my rows -> my share of the global mean (the global row

@@ -225,16 +225,21 @@ class _GraphNNBase(BaseEstimator):
             raise ValueError("hidden_layer_sizes, activation, dropout, loss or dtype changed "
                              "since the network was fitted, so it cannot continue; call fit "
                              "with warm_start=False to start a new one")
+        # the optimizer's settings as built (its config() also holds a schedule's running
+        # state, which training changes: compare the settings, not the live optimizer)
+        opt_key = settings["optimizer"].config()
         if fresh:
             self._network = _Network(self._build(X.shape[1], n_out, loss, last, settings))
             self._network_key = key
+            self._optimizer_key = opt_key
             self.loss_curve_ = []
         net = self._network.net
-        if settings["optimizer"].config() != net.optimizer.config():
+        if opt_key != getattr(self, "_optimizer_key", opt_key):
             params = net.get_params()           # new optimizer settings: same weights
             net = self._build(X.shape[1], n_out, loss, last, settings)
             net.set_params(params)
             self._network = _Network(net)
+            self._optimizer_key = opt_key
 
         epochs = 1 if partial else settings["epochs"]
         callbacks, validation = None, None

@@ -11,6 +11,7 @@ the GPU draw identical masks.
 """
 from __future__ import annotations
 
+import inspect
 import numbers
 
 from .. import ir
@@ -65,9 +66,13 @@ def uniform(key, i, j):
     h = h ^ (h >> 16)
     return real(h >> 8) * UNIT'''.strip("\n")
 
-DROPOUT_KEY_SOURCE = '''
 def dropout_key(seed, b):
     """The dropout key of batch b of an epoch (each dropout node adds its salt to it)."""
-    return (seed * 1000003 + b * 7919) % 2 ** 31'''.strip("\n")
+    return (seed * 1000003 + b * 7919) % 2 ** 31
+
+
+# the same function pasted into the generated kernels, and called from Python by the
+# data-parallel trainer: one definition
+DROPOUT_KEY_SOURCE = inspect.getsource(dropout_key).strip("\n")
 
 NEXT_KEY = 7919             # CompiledModel.loss_and_grads: key = (key + NEXT_KEY) % 2**31 per call

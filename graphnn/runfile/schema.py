@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from .build import build_model, build_optimizer
+from ..validate import layer_name_problem, model_name_problem
 from .errors import RunFileError, _kind
 from .vocabulary import (_COMMON_SPLIT, _NAME, _NO_SPLIT, _PER_STEP_TOTAL, DEFAULT_LAYERS,
                          LAYER_TYPES, OPTIMIZERS, REQUIRED, SCHEDULES, SOURCES, TOP_KEYS)
@@ -289,6 +290,8 @@ def _check_model(m: dict, chk: _Checker) -> dict:
     from ..ops.activations import ACTIVATIONS, ROWWISE
     chk.keys(m, ("name", "layers"), "model", "[model]")
     name = chk.str(m.get("name", "sequential"), "model.name")
+    if model_name_problem(name):
+        raise chk.error("model.name", model_name_problem(name))
     layers = m.get("layers", copy.deepcopy(DEFAULT_LAYERS))
     if not isinstance(layers, list) or not layers:
         raise chk.error("model.layers", "must be a non-empty list of layer tables such as "
@@ -332,6 +335,8 @@ def _check_model(m: dict, chk: _Checker) -> dict:
                 layer[k] = v
         if "name" in spec:
             layer["name"] = chk.str(spec["name"], f"{key}.name")
+            if layer_name_problem(layer["name"]):
+                raise chk.error(f"{key}.name", layer_name_problem(layer["name"]))
         out_layers.append(layer)
     if out_layers[-1]["type"] == "Dropout":
         raise chk.error(f"model.layers.{len(layers) - 1}", "a model cannot end in Dropout")
