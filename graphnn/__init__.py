@@ -18,7 +18,7 @@ from .optim import SGD, Adam, AdamW, Optimizer, RMSprop
 from .threads import get_num_threads, set_num_threads
 from .train import DivergenceError, History
 
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
     "Input", "Model", "Node", "Sequential", "CompiledModel", "Dense", "Dropout", "ReLU", "LeakyReLU",

@@ -272,6 +272,10 @@ class ModelCheckpoint(_Monitor):
             if f == "" or f.split(".")[0].split("[")[0].isdigit():
                 raise ValueError(f"ModelCheckpoint path {self.path!r}: use named fields such "
                                  "as {epoch} or {val_loss}, not positional ones ({} or {0})")
+            if not f.isidentifier():     # {epoch.__class__}: attribute and index lookups
+                raise ValueError(f"ModelCheckpoint path {self.path!r}: field {{{f}}} may only "
+                                 "name a logged value, such as {epoch} or {val_loss} (no "
+                                 "attribute or index lookups)")
         if not isinstance(save_best_only, bool):
             raise ValueError(f"save_best_only must be True or False, got {save_best_only!r}")
         self.save_best_only = save_best_only

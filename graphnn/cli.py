@@ -265,6 +265,7 @@ CHECKPOINT_SUFFIXES = (".gnn", ".safetensors")
 def looks_like_checkpoint(path) -> bool:
     """True for a file that is a checkpoint rather than a TOML run file: a checkpoint's
     suffix, graphnn's magic bytes, or a safetensors header (8-byte length, then '{')."""
+    from .io import OLD_MAGIC
     p = Path(path)
     if p.suffix.lower() in CHECKPOINT_SUFFIXES:
         return True
@@ -274,7 +275,7 @@ def looks_like_checkpoint(path) -> bool:
     except OSError:
         return False
     # safetensors: a little-endian header length (text would make it astronomically large)
-    return head.startswith(b"GRAPHNN\0") or (len(head) == 9 and head[8:9] == b"{"
+    return head.startswith(OLD_MAGIC) or (len(head) == 9 and head[8:9] == b"{"
                                              and int.from_bytes(head[:8], "little") < 2 ** 32)
 
 
@@ -691,7 +692,7 @@ SET_HELP = ("override a run-file key, dotted, value as TOML: --set optimizer.lr=
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .version import __version__
     p = argparse.ArgumentParser(
         prog="graphnn",
         description="Train, evaluate and inspect graphnn networks (compiled to Numba kernels).",

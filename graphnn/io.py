@@ -178,7 +178,7 @@ def _layout(plan, state_slots: int) -> list[tuple[str, tuple]]:
 
 def to_bytes(net) -> bytes:
     """The checkpoint file's bytes for a compiled model (what ``save`` writes)."""
-    from . import __version__
+    from .version import __version__
     host = net.backend.to_host
     params, state = host(net.params), host(net.state)
     for what, arr in (("parameters", params), ("optimizer state", state)):

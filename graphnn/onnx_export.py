@@ -219,7 +219,7 @@ def to_model(graph: Graph, params: dict, dtype, opset: int | None = None):
         [onnx.helper.make_tensor_value_info(input_name, elem, ["batch", graph.input.width])],
         [onnx.helper.make_tensor_value_info(output_name, elem, ["batch", graph.output.width])],
         initializer=b.initializers)
-    from . import __version__
+    from .version import __version__
     model = onnx.helper.make_model(
         g, opset_imports=[onnx.helper.make_opsetid("", opset)], producer_name="graphnn",
         producer_version=__version__,

@@ -621,7 +621,10 @@ def check_hostile_names():
     where = tempfile.mkdtemp()
     mark = os.path.join(where, "PWNED")
     # the hardest name the rule admits (printable, no " or \\, at most 256 characters)
-    hostile = (f"x
+    hostile = (f"x'''; __import__('os').system('touch {mark}'); ''' {{}} caf\u00e9 "
+               + "n" * 20)[:256]
+    long_name = "Zq" + "y" * 254
+
     def build(name=hostile, names=("Zq_in", "Zq_drop", long_name, "Zq_out")):
         x = gn.Input(3, name=names[0])
         h = gn.Dropout(0.3, name=names[1])(gn.Dense(4, activation="tanh", name=names[2])(x))

@@ -63,7 +63,7 @@ def directory() -> Path:
 
 def key(source: str) -> str:
     import numba
-    from .. import __version__
+    from ..version import __version__
     h = hashlib.sha256()
     for part in (source, __version__, numba.__version__, str(numba.config.BOUNDSCHECK), FORMAT):
         h.update(part.encode())

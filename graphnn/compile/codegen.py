@@ -1,5 +1,7 @@
-"""Code-writing helpers shared by both code generators (``cpu.py`` and ``cuda.py``)."""
+"""Code-writing helpers shared by both code generators (``cpu.py`` and ``cuda/module.py``)."""
 from __future__ import annotations
+
+from ..ops.activations import ACTIVATIONS, with_dependencies
 
 # Constants every generated module defines in its own dtype (``real(...)``).
 NUMERIC_CONSTANTS = {"zero": 0.0, "one": 1.0, "two": 2.0, "half": 0.5}
@@ -32,3 +34,16 @@ class _Indent:
 
     def __exit__(self, *exc):
         self.w.depth -= 1
+
+
+def activations_used(plan, extra=()) -> list:
+    """The activations whose scalar math a generated module needs (those its instructions
+    and loss call, plus ``extra``, with their dependencies; the identity is written inline)."""
+    names = set(extra)
+    for s in plan.forward + plan.train_forward + plan.backward:
+        act = getattr(s, "act", None)
+        if act:
+            names.add(act)
+    names.update(plan.loss.needs)
+    names.discard("linear")
+    return with_dependencies(sorted(n for n in names if n in ACTIVATIONS))

@@ -16,11 +16,10 @@ import numba
 import numpy as np
 
 from .. import ir
-from ..ops.activations import ACTIVATIONS, with_dependencies
 from ..ops.dropout import DROPOUT_KEY_SOURCE, UNIFORM_SOURCE, UNIT
 from ..ops.softmax import SOFTMAX_SOURCE
 from . import cache
-from .codegen import NUMERIC_CONSTANTS, Writer
+from .codegen import NUMERIC_CONSTANTS, Writer, activations_used
 from .plan import Plan, structural_kind
 
 # How the generated functions are compiled.  Compile time (a cold compile of the
@@ -370,14 +369,7 @@ class CpuModule:
         return w.lines
 
     def _activations(self):
-        names = set()
-        for s in self.plan.forward + self.plan.train_forward + self.plan.backward:
-            act = getattr(s, "act", None)
-            if act:
-                names.add(act)
-        names.update(self.plan.loss.needs)
-        names.discard("linear")      # the identity is written inline, never called
-        return with_dependencies(sorted(n for n in names if n in ACTIVATIONS))
+        return activations_used(self.plan)
 
     def jit_line(self, how: str = KERNEL):
         if how != PYTHON:
@@ -623,7 +615,7 @@ def train_epoch(params, grads, state, arena, X, Y, W, order, first, last, batch_
 
 
 class CpuBackend:
-    """The CPU backend as the model sees it (``compile/cuda.py`` offers the same methods).
+    """The CPU backend as the model sees it (``compile/cuda/backend.py`` offers the same methods).
 
     Arrays live in host memory, so ``to_device``/``to_host`` are the identity.  The
     kernel methods call the generated module's functions (``train_epoch`` and ``update``

@@ -58,7 +58,7 @@ class Run:
 
     def resolved(self) -> dict:
         """The run with every default filled in and the graphnn version: ``run.toml``."""
-        from .. import __version__
+        from ..version import __version__
         return {"graphnn_version": __version__, **copy.deepcopy(self.doc)}
 
     def dumps(self) -> str:

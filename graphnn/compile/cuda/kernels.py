@@ -450,7 +450,7 @@ def _matmul_source(name, shape, tile: Tile, epi, act, bias) -> str:
     for j in range(tn):
         L.append(f"    col{j} = n0 + tx" + (f" + {j * rx}" if j else ""))
     for i in range(tm):
-        L.append(f"    row = m0 + ty" + (f" + {i * ry}" if i else ""))
+        L.append("    row = m0 + ty" + (f" + {i * ry}" if i else ""))
         L.append("    if row < M:")
         for j in range(tn):
             c, col = f"c{i}_{j}", f"col{j}"

@@ -26,10 +26,10 @@ from __future__ import annotations
 import re
 
 from ... import ir
-from ...ops.activations import ACTIVATIONS, with_dependencies
+from ...ops.activations import ACTIVATIONS
 from ...ops.dropout import DROPOUT_KEY_SOURCE, UNIFORM_SOURCE, UNIT
 from ...ops.softmax import SOFTMAX_SOURCE
-from ..codegen import NUMERIC_CONSTANTS, Writer
+from ..codegen import NUMERIC_CONSTANTS, Writer, activations_used
 from ..plan import Plan
 from . import config as _config
 from .config import Config
@@ -316,15 +316,7 @@ class CudaModule(KernelLibrary):
         w()
 
     def _activations(self):
-        names = set()
-        for s in self.plan.forward + self.plan.train_forward + self.plan.backward:
-            act = getattr(s, "act", None)
-            if act:
-                names.add(act)
-        names.update(self.plan.loss.needs)
-        names.update(self._acts)
-        names.discard("linear")
-        return with_dependencies(sorted(n for n in names if n in ACTIVATIONS))
+        return activations_used(self.plan, self._acts)
 
     def _device(self, w: Writer, source: str):
         w("@cuda.jit(device=True)")
@@ -339,7 +331,7 @@ class CudaModule(KernelLibrary):
         return host.text()
 
     def _generate(self) -> str:
-        p, loss = self.plan, self.plan.loss
+        loss = self.plan.loss
         w = Writer()
         self._header(w)
         w("# " + "-" * 16 + " scalar math (graphnn/ops, graphnn/optim) as device functions "
@@ -373,7 +365,7 @@ class CudaModule(KernelLibrary):
         return w.text() + self._host_text
 
     def _host(self, w: Writer):
-        p, loss = self.plan, self.plan.loss
+        p = self.plan
         # -- bind
         w("# " + "-" * 30 + " buffers " + "-" * 30)
         w()
