@@ -145,36 +145,9 @@ class CudaModule(KernelLibrary):
     def _note(self, s, offset: str = "", rate: str = "") -> str:
         """The math of instruction ``s`` in the module's variable names (the plan's own notes
         may hold node names and numbers)."""
-        r = self._short
-        eq = "+=" if getattr(s, "acc", False) else "="
-        if isinstance(s, ir.MatMul):
-            return (f"{r(s.out)} {eq} {r(s.a)}{'^T' if s.ta else ''} @ "
-                    f"{r(s.b)}{'^T' if s.tb else ''}")
-        if isinstance(s, ir.BiasAct):
-            v = r(s.z) + (f" + {r(s.bias)}" if s.bias is not None else "")
-            return f"{r(s.out)} = " + (v if s.act == "linear" else f"{s.act}({v})")
-        if isinstance(s, ir.ActGrad):
-            g = r(s.gy) + ("" if s.act == "linear" else f" * {s.act}'({r(s.x)})")
-            return f"{r(s.gx)} {eq} {g}" + (f", {r(s.colsum)} = its column sums"
-                                          if s.colsum is not None else "")
-        if isinstance(s, ir.ColSum):
-            return f"{r(s.out)} = column sums of {r(s.g)}"
-        if isinstance(s, ir.Sum):
-            return f"{r(s.out)} = " + " + ".join(r(b) for b in s.ins)
-        if isinstance(s, ir.Copy):
-            return f"{r(s.out)} {eq} columns {offset}.. of {r(s.src)}"
-        if isinstance(s, ir.Place):
-            return f"columns {offset}.. of {r(s.out)} = {r(s.src)}"
-        if isinstance(s, ir.Softmax):
-            return f"{r(s.out)} = softmax({r(s.x)}) over each row"
-        if isinstance(s, ir.SoftmaxGrad):
-            return f"{r(s.gx)} {eq} {r(s.y)} * ({r(s.gy)} - row sums of {r(s.gy)} * {r(s.y)})"
-        if isinstance(s, ir.Mul):
-            return f"{r(s.gx)} {eq} {r(s.gy)} * {r(s.m)}"
-        if isinstance(s, ir.Dropout):
-            return (f"{r(s.out)} = {r(s.x)} * {r(s.mask)}, {r(s.mask)} = (u >= rate) / (1 - rate), "
-                    f"rate = {rate}")
-        return type(s).__name__
+        if type(s) not in _INSTRUCTIONS:
+            return type(s).__name__
+        return _INSTRUCTIONS[type(s)][0](self._short, s, offset, rate)
 
     def _offset(self, col0: int) -> str:
         """A column offset (Copy, Place): 0 as it is (an Add's copies, a concatenation's first
@@ -189,7 +162,6 @@ class CudaModule(KernelLibrary):
     def _steps(self, w: Writer, steps, count: str, backward: bool = False) -> None:
         """One launch line per instruction (a product and the bias + activation after it
         on the same buffer: one launch), sizes read from the arrays at run time."""
-        r = self._ref
         i = 0
         while i < len(steps):
             s = steps[i]
@@ -198,71 +170,9 @@ class CudaModule(KernelLibrary):
                 w()
                 w(self._heading(s.text, backward))
                 continue
-            nxt = steps[i] if i < len(steps) else None
             self.launches[count] = self.launches.get(count, 0) + 1
-            if isinstance(s, ir.MatMul):
-                args = [r(s.out), r(s.a), r(s.b)]
-                if (isinstance(nxt, ir.BiasAct) and not s.acc and nxt.z == s.out):
-                    i += 1
-                    w(f"# {self._note(s)};  {self._note(nxt)}   (in the product's epilogue)")
-                    bias = nxt.bias is not None
-                    args += [r(nxt.bias)] if bias else []
-                    if nxt.out == s.out:
-                        name = self.k_matmul(s.ta, s.tb, "bias_act", nxt.act, bias)
-                    else:
-                        name = self.k_matmul(s.ta, s.tb, "split", nxt.act, bias)
-                        args.append(r(nxt.out))
-                else:
-                    w(f"# {self._note(s)}")
-                    name = self.k_matmul(s.ta, s.tb, "acc" if s.acc else "set")
-                w(f'launch_mm("{name}", *{r(s.out)}.shape)({", ".join(args)})')
-                continue
-            if isinstance(s, ir.Dropout):
-                k = len(self.layout["DROPOUT"])
-                self.layout["DROPOUT"].append((float(s.rate), 1.0 / (1.0 - s.rate)))
-                w(f"# {self._note(s, rate=f'DROPOUT[{k}][0]')}")
-                with w.block("if training:"):
-                    w(f'launch_ew("{self.k_dropout()}", n, {r(s.out)}.shape[1])({r(s.out)}, '
-                      f'{r(s.x)}, {r(s.mask)}, *DROPOUT[{k}], key + {int(s.salt)}, row0)')
-                with w.block("else:"):
-                    w(f'launch_ew("{self.k_copy(False)}", n, {r(s.out)}.shape[1])'
-                      f'({r(s.out)}, {r(s.x)}, 0)')
-                continue
-            offset = self._offset(s.col0) if isinstance(s, (ir.Copy, ir.Place)) else ""
-            w(f"# {self._note(s, offset=offset)}")
-            if isinstance(s, ir.BiasAct):
-                name = self.k_bias_act(s.act, s.bias is not None)
-                args = [r(s.out), r(s.z)] + ([r(s.bias)] if s.bias is not None else [])
-                w(f'launch_ew("{name}", n, {r(s.out)}.shape[1])({", ".join(args)})')
-            elif isinstance(s, ir.ActGrad):
-                args = [r(s.gx), r(s.gy)] + ([] if s.act == "linear" else [r(s.x), r(s.y)])
-                if s.colsum is not None:
-                    name = self.k_act_grad_colsum(s.act, s.acc)
-                    w(f'launch_cols("{name}", n, {r(s.gx)}.shape[1])'
-                      f'({", ".join(args + [r(s.colsum)])})')
-                else:
-                    name = self.k_act_grad(s.act, s.acc)
-                    w(f'launch_ew("{name}", n, {r(s.gx)}.shape[1])({", ".join(args)})')
-            elif isinstance(s, ir.ColSum):
-                w(f'launch_cols("{self.k_colsum()}", n, {r(s.g)}.shape[1])({r(s.out)}, {r(s.g)})')
-            elif isinstance(s, ir.Sum):
-                args = [r(s.out)] + [r(b) for b in s.ins]
-                w(f'launch_ew("{self.k_sum(len(s.ins))}", n, {r(s.out)}.shape[1])'
-                  f'({", ".join(args)})')
-            elif isinstance(s, ir.Copy):
-                w(f'launch_ew("{self.k_copy(s.acc)}", n, {r(s.out)}.shape[1])'
-                  f'({r(s.out)}, {r(s.src)}, {offset})')
-            elif isinstance(s, ir.Place):
-                w(f'launch_ew("{self.k_place()}", n, {r(s.src)}.shape[1])'
-                  f'({r(s.out)}, {r(s.src)}, {offset})')
-            elif isinstance(s, ir.Softmax):
-                w(f'launch_rows("{self.k_softmax()}", n)({r(s.out)}, {r(s.x)})')
-            elif isinstance(s, ir.SoftmaxGrad):
-                w(f'launch_rows("{self.k_softmax_grad(s.acc)}", n)'
-                  f'({r(s.gx)}, {r(s.gy)}, {r(s.y)})')
-            elif isinstance(s, ir.Mul):
-                w(f'launch_ew("{self.k_mul(s.acc)}", n, {r(s.gx)}.shape[1])'
-                  f'({r(s.gx)}, {r(s.gy)}, {r(s.m)})')
+            nxt = steps[i] if i < len(steps) else None
+            i += _INSTRUCTIONS[type(s)][1](self, w, s, nxt)
 
     def _header(self, w: Writer):
         p, c = self.plan, self.config
@@ -636,7 +546,169 @@ def _grad_var(slot) -> str:
     return f"{head}_d{tail}"
 
 
-_SUPPORTED = (ir.MatMul, ir.BiasAct, ir.ActGrad, ir.ColSum, ir.Sum, ir.Copy, ir.Place,
-              ir.Softmax, ir.SoftmaxGrad) + tuple(
-    getattr(ir, n) for n in ("Dropout", "Mul") if hasattr(ir, n))
+# -- one note and one emitter per instruction ---------------------------------------------
+# A note gives an instruction's math for the comment above its launch, in the module's
+# variable names (``r``: buffer -> variable).  An emitter writes that comment and the launch
+# line(s) into ``w`` for module ``m``; ``nxt`` is the instruction after it, and it returns how
+# many of those it consumed too (a product takes the bias + activation after it into its
+# epilogue).  The CPU backend's counterpart is ``compile/cpu.py``'s ``EMIT``.
+def _eq(s) -> str:
+    return "+=" if getattr(s, "acc", False) else "="
+
+
+def _note_matmul(r, s, offset, rate):
+    return f"{r(s.out)} {_eq(s)} {r(s.a)}{'^T' if s.ta else ''} @ {r(s.b)}{'^T' if s.tb else ''}"
+
+
+def _note_bias_act(r, s, offset, rate):
+    v = r(s.z) + (f" + {r(s.bias)}" if s.bias is not None else "")
+    return f"{r(s.out)} = " + (v if s.act == "linear" else f"{s.act}({v})")
+
+
+def _note_act_grad(r, s, offset, rate):
+    g = r(s.gy) + ("" if s.act == "linear" else f" * {s.act}'({r(s.x)})")
+    return f"{r(s.gx)} {_eq(s)} {g}" + (f", {r(s.colsum)} = its column sums"
+                                       if s.colsum is not None else "")
+
+
+def _note_colsum(r, s, offset, rate):
+    return f"{r(s.out)} = column sums of {r(s.g)}"
+
+
+def _note_sum(r, s, offset, rate):
+    return f"{r(s.out)} = " + " + ".join(r(b) for b in s.ins)
+
+
+def _note_copy(r, s, offset, rate):
+    return f"{r(s.out)} {_eq(s)} columns {offset}.. of {r(s.src)}"
+
+
+def _note_place(r, s, offset, rate):
+    return f"columns {offset}.. of {r(s.out)} = {r(s.src)}"
+
+
+def _note_softmax(r, s, offset, rate):
+    return f"{r(s.out)} = softmax({r(s.x)}) over each row"
+
+
+def _note_softmax_grad(r, s, offset, rate):
+    return f"{r(s.gx)} {_eq(s)} {r(s.y)} * ({r(s.gy)} - row sums of {r(s.gy)} * {r(s.y)})"
+
+
+def _note_mul(r, s, offset, rate):
+    return f"{r(s.gx)} {_eq(s)} {r(s.gy)} * {r(s.m)}"
+
+
+def _note_dropout(r, s, offset, rate):
+    return (f"{r(s.out)} = {r(s.x)} * {r(s.mask)}, {r(s.mask)} = (u >= rate) / (1 - rate), "
+            f"rate = {rate}")
+
+
+def _emit_matmul(m, w, s, nxt) -> int:
+    r = m._ref
+    args = [r(s.out), r(s.a), r(s.b)]
+    fused = isinstance(nxt, ir.BiasAct) and not s.acc and nxt.z == s.out
+    if fused:
+        w(f"# {m._note(s)};  {m._note(nxt)}   (in the product's epilogue)")
+        bias = nxt.bias is not None
+        args += [r(nxt.bias)] if bias else []
+        if nxt.out == s.out:
+            name = m.k_matmul(s.ta, s.tb, "bias_act", nxt.act, bias)
+        else:
+            name = m.k_matmul(s.ta, s.tb, "split", nxt.act, bias)
+            args.append(r(nxt.out))
+    else:
+        w(f"# {m._note(s)}")
+        name = m.k_matmul(s.ta, s.tb, "acc" if s.acc else "set")
+    w(f'launch_mm("{name}", *{r(s.out)}.shape)({", ".join(args)})')
+    return int(fused)
+
+
+def _emit_dropout(m, w, s, nxt) -> int:
+    r = m._ref
+    k = len(m.layout["DROPOUT"])
+    m.layout["DROPOUT"].append((float(s.rate), 1.0 / (1.0 - s.rate)))
+    w(f"# {m._note(s, rate=f'DROPOUT[{k}][0]')}")
+    with w.block("if training:"):
+        w(f'launch_ew("{m.k_dropout()}", n, {r(s.out)}.shape[1])({r(s.out)}, '
+          f'{r(s.x)}, {r(s.mask)}, *DROPOUT[{k}], key + {int(s.salt)}, row0)')
+    with w.block("else:"):
+        w(f'launch_ew("{m.k_copy(False)}", n, {r(s.out)}.shape[1])({r(s.out)}, {r(s.x)}, 0)')
+    return 0
+
+
+def _one_launch(launch):
+    """The emitter of an instruction that is one launch: its note, then ``launch(m, s, r)``."""
+    def emit(m, w, s, nxt) -> int:
+        w(f"# {m._note(s)}")
+        w(launch(m, s, m._ref))
+        return 0
+    return emit
+
+
+def _launch_bias_act(m, s, r) -> str:
+    args = [r(s.out), r(s.z)] + ([r(s.bias)] if s.bias is not None else [])
+    name = m.k_bias_act(s.act, s.bias is not None)
+    return f'launch_ew("{name}", n, {r(s.out)}.shape[1])({", ".join(args)})'
+
+
+def _launch_act_grad(m, s, r) -> str:
+    args = [r(s.gx), r(s.gy)] + ([] if s.act == "linear" else [r(s.x), r(s.y)])
+    if s.colsum is None:
+        return (f'launch_ew("{m.k_act_grad(s.act, s.acc)}", n, {r(s.gx)}.shape[1])'
+                f'({", ".join(args)})')
+    return (f'launch_cols("{m.k_act_grad_colsum(s.act, s.acc)}", n, {r(s.gx)}.shape[1])'
+            f'({", ".join(args + [r(s.colsum)])})')
+
+
+def _launch_colsum(m, s, r) -> str:
+    return f'launch_cols("{m.k_colsum()}", n, {r(s.g)}.shape[1])({r(s.out)}, {r(s.g)})'
+
+
+def _launch_sum(m, s, r) -> str:
+    args = ", ".join([r(s.out)] + [r(b) for b in s.ins])
+    return f'launch_ew("{m.k_sum(len(s.ins))}", n, {r(s.out)}.shape[1])({args})'
+
+
+def _launch_softmax(m, s, r) -> str:
+    return f'launch_rows("{m.k_softmax()}", n)({r(s.out)}, {r(s.x)})'
+
+
+def _launch_softmax_grad(m, s, r) -> str:
+    return f'launch_rows("{m.k_softmax_grad(s.acc)}", n)({r(s.gx)}, {r(s.gy)}, {r(s.y)})'
+
+
+def _launch_mul(m, s, r) -> str:
+    return f'launch_ew("{m.k_mul(s.acc)}", n, {r(s.gx)}.shape[1])({r(s.gx)}, {r(s.gy)}, {r(s.m)})'
+
+
+def _emit_columns(m, w, s, nxt) -> int:
+    """Copy (out = columns col0.. of src) and Place (columns col0.. of out = src): the
+    offset is a layout entry, made once and named in both the note and the launch."""
+    r = m._ref
+    offset = m._offset(s.col0)
+    w(f"# {m._note(s, offset=offset)}")
+    if isinstance(s, ir.Copy):
+        kernel, cols = m.k_copy(s.acc), r(s.out)
+    else:
+        kernel, cols = m.k_place(), r(s.src)
+    w(f'launch_ew("{kernel}", n, {cols}.shape[1])({r(s.out)}, {r(s.src)}, {offset})')
+    return 0
+
+
+# instruction -> (note, emitter)
+_INSTRUCTIONS = {
+    ir.MatMul: (_note_matmul, _emit_matmul),
+    ir.BiasAct: (_note_bias_act, _one_launch(_launch_bias_act)),
+    ir.ActGrad: (_note_act_grad, _one_launch(_launch_act_grad)),
+    ir.ColSum: (_note_colsum, _one_launch(_launch_colsum)),
+    ir.Sum: (_note_sum, _one_launch(_launch_sum)),
+    ir.Copy: (_note_copy, _emit_columns),
+    ir.Place: (_note_place, _emit_columns),
+    ir.Softmax: (_note_softmax, _one_launch(_launch_softmax)),
+    ir.SoftmaxGrad: (_note_softmax_grad, _one_launch(_launch_softmax_grad)),
+    ir.Mul: (_note_mul, _one_launch(_launch_mul)),
+    ir.Dropout: (_note_dropout, _emit_dropout),
+}
+_SUPPORTED = tuple(_INSTRUCTIONS)
 
