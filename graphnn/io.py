@@ -295,10 +295,12 @@ def load(path, cls, graph_cls=Graph):
     return build(ck, cls, repr(os.fspath(path)))
 
 
-def build(ck: Checkpoint, cls, where: str = "checkpoint"):
-    """Compile the model a ``Checkpoint`` describes and put its state in place."""
+def build(ck: Checkpoint, cls, where: str = "checkpoint", metrics=None):
+    """Compile the model a ``Checkpoint`` describes and put its state in place (``metrics``:
+    what ``fit`` and ``evaluate`` report besides the loss; a checkpoint does not keep them)."""
     try:
-        net = cls(ck.graph, loss=ck.loss, optimizer=ck.optimizer, seed=ck.seed, dtype=ck.dtype)
+        net = cls(ck.graph, loss=ck.loss, optimizer=ck.optimizer, seed=ck.seed, dtype=ck.dtype,
+                  metrics=metrics)
     except ValueError as e:
         raise CheckpointError(f"{where} describes a model graphnn cannot build: {e}") from None
     if ck.params.size != net.plan.n_params or ck.state.size != net.state.size:

@@ -32,10 +32,10 @@ from sklearn.utils.validation import (_check_sample_weight, check_is_fitted,
 
 from . import io
 from .callbacks import EarlyStopping
-from .model import Model, Sequential
+from .model import CompiledModel, Model, Sequential
 from .ops.dense import Dense
 from .ops.dropout import Dropout
-from .optim import OPTIMIZERS, from_config
+from .optim import OPTIMIZERS
 from .validate import as_dtype
 
 __all__ = ["GraphNNClassifier", "GraphNNRegressor"]
@@ -44,7 +44,9 @@ _OPTIMIZERS = {name.lower(): name for name in OPTIMIZERS}      # "sgd" -> "SGD",
 
 
 class _Network:
-    """Holds a fitted ``CompiledModel``; pickles as its description and compiles lazily.
+    """Holds a fitted ``CompiledModel``; pickles as its checkpoint (``io.to_bytes``: the
+    graph, optimizer, parameters, optimizer state, step counters and generator state) with
+    its metrics, and compiles lazily when unpickled.
 
     The estimator keeps one holder for its whole fitted life, so compiling on first use
     after unpickling does not change the estimator's ``__dict__``.
@@ -57,39 +59,19 @@ class _Network:
     @property
     def net(self):
         if self._net is None:
-            self._net = _rebuild(self._saved)
+            blob, metrics = self._saved
+            ck = io.from_bytes(blob, "the pickled network", Model)
+            self._net = io.build(ck, CompiledModel, "the pickled network", metrics=metrics)
             self._saved = None
         return self._net
 
     def __getstate__(self):
-        return self._saved if self._net is None else _describe(self._net)
+        if self._net is None:
+            return self._saved
+        return io.to_bytes(self._net), list(self._net.metrics)
 
     def __setstate__(self, state):
         self._net, self._saved = None, state
-
-
-def _describe(net) -> dict:
-    """Everything needed to rebuild ``net`` exactly (plain data and NumPy arrays)."""
-    host = net.backend.to_host
-    return {"graph": io.describe_graph(net.model), "loss": net.loss.name,
-            "optimizer": net.optimizer.config(), "dtype": net.dtype.name, "seed": net.seed,
-            "metrics": list(net.metrics), "params": np.array(host(net.params)),
-            "state": np.array(host(net.state)), "step": net.step, "epoch": net.epoch,
-            "rng": net.rng.bit_generator.state, "dropout_key": net._dropout_key}
-
-
-def _rebuild(desc: dict):
-    model = io.build_graph(desc["graph"], Model)
-    net = model.compile(loss=desc["loss"], optimizer=from_config(desc["optimizer"]),
-                        seed=desc["seed"], dtype=desc["dtype"], metrics=desc["metrics"])
-    if desc["params"].shape != net.params.shape or desc["state"].shape != net.state.shape:
-        raise ValueError("the pickled network's arrays do not fit its graph")
-    net._put(net.params, desc["params"])
-    net._put(net.state, desc["state"])
-    net.step, net.epoch = desc["step"], desc["epoch"]
-    net.rng.bit_generator.state = desc["rng"]
-    net._dropout_key = desc["dropout_key"]
-    return net
 
 
 class _GraphNNBase(BaseEstimator):
