@@ -314,39 +314,88 @@ def test_load_digits():
     assert y.shape == (1797,) and y.dtype == np.int64 and set(y.tolist()) == set(range(10))
 
 
-def test_load_digits_reads_the_file_as_sklearn_does_without_importing_it():
+def test_load_digits_reads_the_file_as_sklearn_does_without_importing_it(tmp_path):
     """The file is read straight from the installed scikit-learn (its import takes ~1.5 s);
     the arrays equal scikit-learn's own loader's, and sklearn is never imported."""
     sk = pytest.importorskip("sklearn.datasets")
+    import subprocess
     code = ("import sys; from graphnn import datasets as ds; X, y = ds.load_digits(); "
             "import numpy as np; np.save(sys.argv[1], X); np.save(sys.argv[2], y); "
             "print('sklearn' in sys.modules)")
-    import subprocess
-    import tempfile
-    with tempfile.TemporaryDirectory() as d:
-        xp, yp = os.path.join(d, "X.npy"), os.path.join(d, "y.npy")
-        out = subprocess.run([sys.executable, "-c", code, xp, yp], capture_output=True,
-                             text=True, check=True).stdout.strip()
-        X, y = np.load(xp), np.load(yp)
-    assert out == "False"
+    xp, yp = tmp_path / "X.npy", tmp_path / "y.npy"
+    run = subprocess.run([sys.executable, "-c", code, str(xp), str(yp)], capture_output=True,
+                         text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "False"
+    X, y = np.load(xp), np.load(yp)
     Xs, ys = sk.load_digits(return_X_y=True)
     np.testing.assert_array_equal(X, Xs / 16.0)
     np.testing.assert_array_equal(y, ys)
     assert X.dtype == np.float64 and y.dtype == np.int64
 
 
-@pytest.mark.parametrize("content", [b"", b"not gzip", gzip.compress(b"1,2,3\n"),
-                                     gzip.compress(b"0," * 64 + b"99\n" * 1797)])
+def _digits_text(pixel=b"0", label=b"3") -> bytes:
+    """1,797 well-formed rows, the first with `pixel` and `label` in place of its own."""
+    row = b",".join([b"1"] * 64 + [b"3"]) + b"\n"
+    first = b",".join([pixel] + [b"1"] * 63 + [label]) + b"\n"
+    return first + row * 1796
+
+
+def _flip(data: bytes, at: int) -> bytes:
+    """`data` with the byte at `at` inverted (in a gzip member's deflate stream, so that
+    zlib itself fails, not the gzip trailer check)."""
+    return data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:]
+
+
+@pytest.mark.parametrize("content", [
+    b"", b"not gzip", gzip.compress(b"1,2,3\n"),
+    _flip(gzip.compress(_digits_text()), 20),                   # damaged deflate data
+    gzip.compress(_digits_text(pixel=b"17")),                   # pixel out of range
+    gzip.compress(_digits_text(pixel=b"0.5")),                  # not an integer
+    gzip.compress(_digits_text(pixel=b"nan")),
+    gzip.compress(_digits_text(label=b"10")),                   # label out of range
+    gzip.compress(_digits_text() + _digits_text()),             # too many rows
+    gzip.compress(_digits_text() + b"\n" * (1 << 20)),          # over 1 MiB unpacked
+], ids=["empty", "not-gzip", "short", "damaged", "pixel-17", "pixel-0.5", "nan", "label-10",
+        "rows", "huge"])
 def test_load_digits_falls_back_to_sklearn_on_an_unexpected_file(monkeypatch, tmp_path, content):
     sk = pytest.importorskip("sklearn.datasets")
     from graphnn.datasets import loaders
     bad = tmp_path / "digits.csv.gz"
     bad.write_bytes(content)
+    assert loaders._read_digits_file(bad) is None
     monkeypatch.setattr(loaders, "_digits_file", lambda: bad)
     X, y = ds.load_digits()
     Xs, ys = sk.load_digits(return_X_y=True)
     np.testing.assert_array_equal(X, Xs / 16.0)
     np.testing.assert_array_equal(y, ys)
+
+
+def test_load_digits_file_reader_accepts_a_well_formed_file(tmp_path):
+    """The checks above refuse only what is wrong: the same rows, well formed, are read."""
+    from graphnn.datasets import loaders
+    good = tmp_path / "digits.csv.gz"
+    good.write_bytes(gzip.compress(_digits_text(pixel=b"16", label=b"9")))
+    X, y = loaders._read_digits_file(good)
+    assert X.shape == (1797, 64) and X[0, 0] == 1.0 and X[1, 0] == 1 / 16
+    assert y[0] == 9 and y[1] == 3
+
+
+def test_a_bare_sklearn_folder_is_not_scikit_learn(monkeypatch, tmp_path):
+    """A namespace-package `sklearn/` folder on the path (no __init__.py; what find_spec
+    returns for one when scikit-learn is not installed) is not read."""
+    import importlib.machinery
+    from graphnn.datasets import loaders
+    folder = tmp_path / "sklearn"
+    (folder / "datasets" / "data").mkdir(parents=True)
+    (folder / "datasets" / "data" / "digits.csv.gz").write_bytes(gzip.compress(_digits_text()))
+    spec = importlib.machinery.ModuleSpec("sklearn", None, is_package=True)
+    spec.submodule_search_locations = [str(folder)]
+    monkeypatch.setattr(loaders.importlib.util, "find_spec", lambda name: spec)
+    assert loaders._digits_file() is None
+    (folder / "__init__.py").write_text("")
+    spec.origin = str(folder / "__init__.py")           # the same folder as a package
+    assert loaders._digits_file() == folder / "datasets" / "data" / "digits.csv.gz"
 
 
 def test_load_digits_without_sklearn(monkeypatch):

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import io
 import os
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -108,28 +110,37 @@ def _require_sklearn(what: str):
                           f"`{_SKLEARN_INSTALL}` (or `pip install \"graphnn[examples]\"`)") from e
 
 
+_DIGITS_MAX_BYTES = 1 << 20     # the file holds 264,712 bytes uncompressed
+
+
 def _digits_file() -> Path | None:
     """scikit-learn's ``datasets/data/digits.csv.gz``, found without importing scikit-learn
-    (``import sklearn.datasets`` takes about 1.5 s: most of a warm ``graphnn train``)."""
+    (``import sklearn.datasets`` takes about 1.5 s: most of a warm ``graphnn train``).
+    Only an installed package counts (``spec.origin`` is its ``__init__.py``), not a bare
+    ``sklearn`` folder on the path."""
     try:
         spec = importlib.util.find_spec("sklearn")
     except (ImportError, ValueError):
         return None
-    for loc in (spec.submodule_search_locations or []) if spec is not None else []:
-        path = Path(loc) / "datasets" / "data" / "digits.csv.gz"
-        if path.is_file():
-            return path
-    return None
+    if spec is None or not spec.origin or not spec.origin.endswith("__init__.py"):
+        return None
+    path = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz"
+    return path if path.is_file() else None
 
 
 def _read_digits_file(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
     """The file as scikit-learn's loader reads it (64 pixel columns, 0..16, then the label);
-    None when it is not exactly that, so that scikit-learn's own loader decides."""
+    None when it is not exactly that (or longer than 1 MiB uncompressed), so that
+    scikit-learn's own loader decides."""
     try:
-        with gzip.open(path, "rb") as f, warnings.catch_warnings():
+        with gzip.open(path, "rb") as f:
+            raw = f.read(_DIGITS_MAX_BYTES + 1)
+        if len(raw) > _DIGITS_MAX_BYTES:
+            return None
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore")          # "input contained no data"
-            data = np.loadtxt(f, delimiter=",", dtype=np.float64, ndmin=2)
-    except (OSError, EOFError, ValueError):
+            data = np.loadtxt(io.BytesIO(raw), delimiter=",", dtype=np.float64, ndmin=2)
+    except (OSError, EOFError, ValueError, zlib.error):
         return None
     if (data.shape != (1797, 65) or not np.all((data >= 0) & (data <= 16))
             or not np.all(data == np.floor(data)) or data[:, -1].max() > 9):
