@@ -18,7 +18,8 @@ Each step runs in a fresh process (``NUMBA_CACHE_DIR`` in a temporary folder):
 3. 784-300-10 (2 Dense layers again, other widths): nothing compiles;
 4. 784-256-128-10 again: everything comes from the cache.
 
-For each it prints import, library and glue seconds, and microseconds per training step
+For each it prints import, library and glue seconds (and the glue's LLVM time), and
+microseconds per training step
 (medians of 7 epochs of 200 steps; batch 32 for the first, 128 for the others).  The same
 steps through graphnn's compiled ``train_epoch`` are printed for comparison (graphnn compiles
 in the same process after the probe, so Numba's first-compile costs, about 0.5 s, are already
@@ -168,17 +169,12 @@ def child(work: str, dims: list[int], size: int, with_graphnn: bool) -> dict:
     from numba.core import event
     sys.path.insert(0, work)
     out = {"import_s": time.perf_counter() - t0}
-    llvm = event.TimingListener()
-    event.register("numba:llvm_lock", llvm)
     t = time.perf_counter()
     lib = importlib.import_module("gnlib")
     out["library_s"] = time.perf_counter() - t
-    name = f"glue{len(dims) - 1}"
-    path = os.path.join(work, name + ".py")
-    if not os.path.exists(path):
-        with open(path, "w") as f:
-            f.write(glue_source(len(dims) - 1))
-    glue = importlib.import_module(name)
+    llvm = event.TimingListener()            # the glue's LLVM time only
+    event.register("numba:llvm_lock", llvm)
+    glue = importlib.import_module(f"glue{len(dims) - 1}")
     layout, p, h = [], 0, 0
     for fan_in, fan_out in zip(dims[:-1], dims[1:]):
         layout += [p, p + fan_in * fan_out, fan_in, fan_out, h, h + size * fan_out]
@@ -219,7 +215,8 @@ def child(work: str, dims: list[int], size: int, with_graphnn: bool) -> dict:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dir", help="work folder (default: a new temporary one)")
+    ap.add_argument("--dir", help="work folder (default: a new temporary one); its caches "
+                    "are emptied at the start")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
     ap.add_argument("--no-graphnn", action="store_true", help="skip graphnn's own figures")
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
@@ -230,10 +227,15 @@ def main(argv=None):
         return
     work = args.dir or tempfile.mkdtemp(prefix="gn-library-probe-")
     os.makedirs(work, exist_ok=True)
+    caches = [os.path.join(work, "numba-cache"), os.path.join(work, "graphnn-cache")]
+    for folder in caches:                    # step 1 starts from empty caches, every run
+        shutil.rmtree(folder, ignore_errors=True)
     with open(os.path.join(work, "gnlib.py"), "w") as f:
         f.write(textwrap.dedent(LIBRARY))
-    env = dict(os.environ, NUMBA_CACHE_DIR=os.path.join(work, "numba-cache"),
-               GRAPHNN_CACHE_DIR=os.path.join(work, "graphnn-cache"))
+    for layers in {len(dims.split("-")) - 1 for dims, _, _ in STEPS}:
+        with open(os.path.join(work, f"glue{layers}.py"), "w") as f:
+            f.write(glue_source(layers))
+    env = dict(os.environ, NUMBA_CACHE_DIR=caches[0], GRAPHNN_CACHE_DIR=caches[1])
     print("step  net              batch  import  library  glue (LLVM)     step us  "
           "| graphnn compile, step us")
     try:

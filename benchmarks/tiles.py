@@ -17,10 +17,10 @@ signature, so no caller can compile another specialisation of them with SLP off:
 whose kernel took a bool flag got exactly that (Numba typed the call with the literal, compiled
 the kernel again inside the caller's compile, and 32x32x32 took 12.7 us instead of 0.7).
 
-Prints compile seconds and microseconds per product (medians of 7 runs) for np.dot and the tile
-kernels inside a compiled loop, and for the tile kernel called from Python (no relinking: its
-own compile's code, plus about 0.3 us of call overhead); every result is checked against
-float64 NumPy first.
+Prints compile seconds and microseconds per product (medians of 7 runs, 3 with --quick) for
+np.dot and the tile kernels inside a compiled loop, and for the tile kernel called from Python
+(no relinking: its own compile's code, plus about 0.3 us of call overhead); every result is
+checked against float64 NumPy first.
 """
 from __future__ import annotations
 
@@ -130,7 +130,9 @@ def child(mr: int, nr: int, slp_everywhere: bool, quick: bool) -> dict:
         B = rng.standard_normal((K, N)).astype(np.float32)
         ref = A.astype(np.float64) @ B
         row = {"shape": [M, K, N]}
-        for name, f, a in (("dot", dot_nn, A), ("tile", nn, A), ("dot_T", dot_tn, At), ("tile_T", tn, At)):
+        contenders = (("dot", dot_nn, A), ("tile", nn, A), ("dot_T", dot_tn, At),
+                      ("tile_T", tn, At))
+        for name, f, a in contenders:
             C = np.zeros((M, N), np.float32)
             repeat(f, a, B, C, 1)
             err = float(np.abs(C - ref).max() / max(np.abs(ref).max(), 1e-30))
@@ -161,6 +163,8 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--child", choices=["everywhere", "tiles-only"], help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if not (1 <= args.mr <= 32 and 1 <= args.nr <= 128):
+        ap.error("--mr must be 1..32 and --nr 1..128")
     if args.child:
         print(json.dumps(child(args.mr, args.nr, args.child == "everywhere", args.quick)))
         return
@@ -168,11 +172,11 @@ def main(argv=None):
     print(f"CPU (LLVM): {ll.get_host_cpu_name()}; OPENBLAS_CORETYPE="
           f"{os.environ.get('OPENBLAS_CORETYPE', '(unset)')}; tile {args.mr}x{args.nr}, float32")
     for mode in ("everywhere", "tiles-only"):
-        cmd = [sys.executable, __file__, "--child", mode, "--mr", str(args.mr), "--nr", str(args.nr)]
-        res = json.loads(subprocess.run(cmd + (["--quick"] if args.quick else []), check=True,
-                                        capture_output=True, text=True).stdout)
-        print(f"\nSLP on {'for every compile' if mode == 'everywhere' else 'for the tile kernels only'}"
-              f" (tile compile {res['compile_s']:.1f} s); microseconds per product")
+        cmd = [sys.executable, __file__, "--child", mode, "--mr", str(args.mr),
+               "--nr", str(args.nr)] + (["--quick"] if args.quick else [])
+        res = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+        where = "for every compile" if mode == "everywhere" else "for the tile kernels only"
+        print(f"\nSLP on {where} (tile compile {res['compile_s']:.1f} s); microseconds per product")
         print(f"{'M x K x N':>16} {'np.dot':>9} {'tile':>9} {'np.dot(A.T)':>12} {'tile A^T':>9}"
               f" {'tile from Python':>17}")
         for r in res["rows"]:

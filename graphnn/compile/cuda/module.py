@@ -145,8 +145,6 @@ class CudaModule(KernelLibrary):
     def _note(self, s, offset: str = "", rate: str = "") -> str:
         """The math of instruction ``s`` in the module's variable names (the plan's own notes
         may hold node names and numbers)."""
-        if type(s) not in _INSTRUCTIONS:
-            return type(s).__name__
         return _INSTRUCTIONS[type(s)][0](self._short, s, offset, rate)
 
     def _offset(self, col0: int) -> str:
@@ -684,7 +682,7 @@ def _launch_mul(m, s, r) -> str:
 
 def _emit_columns(m, w, s, nxt) -> int:
     """Copy (out = columns col0.. of src) and Place (columns col0.. of out = src): the
-    offset is a layout entry, made once and named in both the note and the launch."""
+    offset (a literal 0, or an OFFSETS entry made here) is named in the note and the launch."""
     r = m._ref
     offset = m._offset(s.col0)
     w(f"# {m._note(s, offset=offset)}")
