@@ -163,6 +163,8 @@ BATCHES, EPOCHS = 200, 7
 
 
 def child(work: str, dims: list[int], size: int, with_graphnn: bool) -> dict:
+    from compare import LR, compile_net     # graphnn's side, as benchmarks/compare.py builds it
+    from tiles import median_us
     t0 = time.perf_counter()
     import importlib
     import numpy as np
@@ -188,28 +190,19 @@ def child(work: str, dims: list[int], size: int, with_graphnn: bool) -> dict:
     Y = rng.integers(0, dims[-1], BATCHES * size).astype(np.int64)
     args = (*lib.KERNELS, X, Y, params, grads, arena, layout)
     t = time.perf_counter()
-    glue.train_epoch(*args, 1, size, np.float32(0.01))
+    glue.train_epoch(*args, 1, size, np.float32(LR))
     out["glue_s"] = time.perf_counter() - t
     out["llvm_s"] = llvm.duration
-    times = []
-    for _ in range(EPOCHS):
-        t = time.perf_counter()
-        glue.train_epoch(*args, BATCHES, size, np.float32(0.01))
-        times.append((time.perf_counter() - t) / BATCHES * 1e6)
-    out["step_us"] = sorted(times)[EPOCHS // 2]
+    out["step_us"] = median_us(
+        lambda: glue.train_epoch(*args, BATCHES, size, np.float32(LR)), BATCHES, EPOCHS)
     if with_graphnn:                  # graphnn's own compiled step on the same net and data
-        import graphnn as gn
-        model = gn.Sequential([gn.Dense(d, activation="relu") for d in dims[1:-1]]
-                              + [gn.Dense(dims[-1])], input_dim=dims[0])
-        net = model.compile(loss="cross_entropy", optimizer=gn.SGD(0.01), seed=0)
+        net = compile_net(dict(input_dim=dims[0], hidden=tuple(dims[1:-1]), out=dims[-1],
+                               act="relu", loss="cross_entropy"))
         out["graphnn_compile_s"] = net.compile_seconds
         net.fit(X[:size], Y[:size], epochs=1, batch_size=size, shuffle=False, verbose=0)
-        times = []
-        for _ in range(EPOCHS):
-            t = time.perf_counter()
-            net.fit(X, Y, epochs=1, batch_size=size, shuffle=False, verbose=0)
-            times.append((time.perf_counter() - t) / BATCHES * 1e6)
-        out["graphnn_step_us"] = sorted(times)[EPOCHS // 2]
+        out["graphnn_step_us"] = median_us(
+            lambda: net.fit(X, Y, epochs=1, batch_size=size, shuffle=False, verbose=0),
+            BATCHES, EPOCHS)
     return out
 
 

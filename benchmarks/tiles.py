@@ -93,6 +93,16 @@ def tile_source(mr: int, nr: int) -> str:
     return "\n".join(out)
 
 
+def median_us(run, reps: int, rounds: int) -> float:
+    """Median over `rounds` calls of `run` (which does `reps` operations) of µs per operation."""
+    times = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - t) / reps * 1e6)
+    return sorted(times)[rounds // 2]
+
+
 def child(mr: int, nr: int, slp_everywhere: bool, quick: bool) -> dict:
     import numba
     import numpy as np
@@ -123,7 +133,7 @@ def child(mr: int, nr: int, slp_everywhere: bool, quick: bool) -> dict:
             f(A, B, C)
 
     rng = np.random.default_rng(0)
-    rows = []
+    rows, rounds = [], 3 if quick else 7
     for M, K, N in SHAPES[:4] if quick else SHAPES:
         A = rng.standard_normal((M, K)).astype(np.float32)
         At = np.ascontiguousarray(A.T)
@@ -139,19 +149,12 @@ def child(mr: int, nr: int, slp_everywhere: bool, quick: bool) -> dict:
             if err > 1e-5:
                 raise AssertionError(f"{name} {M}x{K}x{N}: relative error {err:.2e}")
             reps = max(100, int(4e6 / (M * K * N + 1000)))
-            times = []
-            for _ in range(3 if quick else 7):
-                t = time.perf_counter()
-                repeat(f, a, B, C, reps)
-                times.append((time.perf_counter() - t) / reps * 1e6)
-            row[name] = sorted(times)[len(times) // 2]
-        times = []                       # the tile kernel called from Python: nothing relinked
-        for _ in range(3 if quick else 7):
-            t = time.perf_counter()
+            row[name] = median_us(lambda: repeat(f, a, B, C, reps), reps, rounds)
+
+        def from_python():               # the tile kernel called from Python: nothing relinked
             for _ in range(reps):
                 nn(A, B, C)
-            times.append((time.perf_counter() - t) / reps * 1e6)
-        row["tile_py"] = sorted(times)[len(times) // 2]
+        row["tile_py"] = median_us(from_python, reps, rounds)
         rows.append(row)
     return {"compile_s": compile_s, "rows": rows}
 
