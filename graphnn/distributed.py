@@ -59,6 +59,7 @@ __all__ = ["fit", "launched", "rank", "size", "checksum", "check_in_sync", "broa
 
 INSTALL = 'pip install "graphnn[mpi]"   (mpi4py and the mpich wheel, which brings mpiexec)'
 LAYOUTS = ("whole", "local")
+ABORT_GRACE_SECONDS = 0.5       # before MPI_Abort: time for mpiexec to relay the message
 # what MPI launchers set in every process they start: (size variable, rank variable)
 LAUNCHER_ENV = (("PMI_SIZE", "PMI_RANK"),                            # MPICH, Intel MPI (hydra)
                 ("OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK"),    # Open MPI
@@ -201,6 +202,10 @@ def _abort(comm, exc: BaseException):
     sys.stderr.write(f"{text}\ngraphnn: rank {r} of {n} failed: {type(exc).__name__}: {exc}\n"
                      f"graphnn: aborting all {n} ranks of the job\n")
     sys.stderr.flush()
+    # MPI_Abort does not wait for the launcher to forward what the ranks wrote: MPICH's
+    # mpiexec once killed the job before relaying this message (a CI run, busy machine).
+    # A moment's grace lets it through; the other ranks are stopped all the same.
+    time.sleep(ABORT_GRACE_SECONDS)
     comm.Abort(1)
 
 
