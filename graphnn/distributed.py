@@ -365,8 +365,7 @@ def _fit(net, X, y, epochs, batch_size, shuffle, verbose, validation_data, valid
     n_batches = math.ceil(rows / batch_size)
     net._ensure_arena(batch_size)
     dev, dtype = net.backend, net.dtype
-    kernels = dev.kernels
-    batch_stats = kernels["batch_stats"]
+    batch_stats = dev.batch_stats
     P = net.plan.n_params
     buf = np.zeros(P + 2, dtype)                  # [gradient sum, row count, count * loss]
     grads = buf[:P]

@@ -277,8 +277,18 @@ class Engine:
         return "\n".join(out)
 
     def source(self) -> str:
-        """The generated kernel module for this graph (Python source of the kernels)."""
+        """The generated code for this graph: on the CPU the glue that calls the kernel
+        library (``library_source()``), on the GPU the whole kernel module."""
         return self.backend.source
+
+    def library_source(self) -> str:
+        """The CPU kernel library the glue calls (one module per dtype, every loop of
+        graphnn in it, compiled once per machine); a GPU model has none."""
+        source = getattr(self.backend, "library_source", None)
+        if source is None:
+            raise ValueError("a GPU model's source() is its whole kernel module; only the "
+                             "CPU backend has a kernel library")
+        return source
 
     def _put(self, buffer, host: np.ndarray):
         """Overwrite a state buffer (params, grads, state) in place from a host array."""

@@ -22,9 +22,10 @@ RUN = textwrap.dedent("""
     net.fit(X, y, epochs=2, batch_size=8)
     loss, grads = net.loss_and_grads(X, y)
     net.apply_gradients(grads)          # update() loads from the cache only here: lazily
-    k = net.backend.kernels
-    print(json.dumps({"hits": {f: sum(k[f].stats.cache_hits.values())
-                               for f in ("train_epoch", "update")},
+    k, lib = net.backend.glue, net.backend.library.namespace
+    hits = {f: sum(k[f].stats.cache_hits.values()) for f in ("train_epoch", "update")}
+    hits["matmul"] = sum(lib["matmul"].stats.cache_hits.values())     # a library kernel
+    print(json.dumps({"hits": hits,
                       "params": [v.tolist() for v in net.get_params().values()]}))
 """)
 
@@ -62,11 +63,22 @@ def _damage(path, how):
     path.write_bytes(data)
 
 
-FILES = {"module": "gn_*.py", "index": "__pycache__/*.train_epoch-*.nbi",
-         "data": "__pycache__/*.train_epoch-*.nbc", "lazy-data": "__pycache__/*.update-*.nbc"}
+FILES = {"index": "__pycache__/*.train_epoch-*.nbi", "data": "__pycache__/*.train_epoch-*.nbc",
+         "lazy-data": "__pycache__/*.update-*.nbc", "library-data": "__pycache__/*.matmul-*.nbc"}
+MODULES = {"module": '"""graphnn glue', "library": '"""graphnn kernel library'}
 CASES = [(kind, how) for kind in ("module", "index", "data")
          for how in ("truncated", "emptied", "garbage")] + [("data", "flipped"),
-                                                             ("lazy-data", "flipped")]
+                                                             ("lazy-data", "flipped")] + [
+    ("library", "garbage"), ("library-data", "truncated"), ("library-data", "flipped")]
+
+
+def _file(cache, kind):
+    """The one file of a kind: the glue or library module, or one of Numba's files."""
+    if kind in MODULES:
+        (path,) = [p for p in cache.glob("gn_*.py") if p.read_text().startswith(MODULES[kind])]
+        return path
+    (path,) = cache.glob(FILES[kind])
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +91,7 @@ def damaged(filled, tmp_path_factory):
         kind, how = kind_how
         cache = tmp_path_factory.mktemp(f"{kind}-{how}") / "cache"
         shutil.copytree(folder, cache)
-        (target,) = cache.glob(FILES[kind])
+        target = _file(cache, kind)
         healthy = target.read_bytes()
         _damage(target, how)
         try:
@@ -98,12 +110,14 @@ def test_damaged_file_is_replaced(filled, damaged, kind, how):
     assert got is not None, err
     assert err.count("CacheWarning") == 1 and str(target) in err, err
     assert got["params"] == expected                       # the uncached run, exactly
-    if kind == "module":
+    if kind in MODULES:
         assert target.read_bytes() == healthy             # written again
         assert got["hits"]["train_epoch"] == 1            # Numba's entries still used
+        assert got["hits"]["matmul"] == 1
     else:                                                 # compiled again, saved whole
         assert target.exists() and target.read_bytes()[:16] == healthy[:16]   # graphnn header
-        assert got["hits"]["train_epoch" if kind != "lazy-data" else "update"] == 0
+        damaged = {"lazy-data": "update", "library-data": "matmul"}.get(kind, "train_epoch")
+        assert got["hits"][damaged] == 0
 
 
 def test_healed_cache_is_used_without_warnings(filled, tmp_path):
@@ -116,7 +130,8 @@ def test_healed_cache_is_used_without_warnings(filled, tmp_path):
     assert got["params"] == expected and err.count("CacheWarning") >= 1
     again, err = _run(cache)
     assert "CacheWarning" not in err, err
-    assert again["params"] == expected and again["hits"] == {"train_epoch": 1, "update": 1}
+    assert again["params"] == expected
+    assert again["hits"] == {"train_epoch": 1, "update": 1, "matmul": 1}
 
 
 def _unusable(tmp_path, how):
@@ -147,4 +162,5 @@ def test_unusable_cache_folder_compiles_in_memory(filled, tmp_path, how):
             path.chmod(0o700)
     assert err.count("CacheWarning") == 1, err
     assert str(path) in err and "GRAPHNN_CACHE_DIR" in err and "GRAPHNN_NO_CACHE" in err
-    assert got["params"] == expected and got["hits"] == {"train_epoch": 0, "update": 0}
+    assert got["params"] == expected
+    assert got["hits"] == {"train_epoch": 0, "update": 0, "matmul": 0}

@@ -199,3 +199,48 @@ def test_compile_message_only_when_compiling(capsys, monkeypatch, tmp_path):
     assert not net2.compiled_new and capsys.readouterr().err == ""
     with pytest.raises(ValueError, match="verbose"):
         build(3).compile(verbose=3)
+
+
+def _compiled_functions(fn) -> list:
+    """The dispatchers Numba compiles while fn() runs."""
+    with event.install_recorder("numba:compile") as rec:
+        fn()
+    return [e.data["dispatcher"] for _, e in rec.buffer if e.is_start]
+
+
+def test_a_new_architecture_compiles_only_its_glue(first, monkeypatch):
+    """With the library kernels it calls compiled, a new structure (another depth, another
+    branch layout) compiles its glue's train_epoch and nothing of the library, and trains
+    to the oracle's numbers.  The cache is off, so the glue compiles whatever the
+    machine's cache holds."""
+    monkeypatch.setenv("GRAPHNN_NO_CACHE", "1")
+    def build(d):
+        x = gn.Input(d)
+        h = gn.Dense(6, activation="relu")(gn.Dense(5, activation="tanh")(x))
+        h = gn.Dense(4, activation="relu")(h)
+        return gn.Model(x, gn.Dense(3)(gn.Concatenate()([h, gn.Dense(2, activation="tanh")(x)])))
+    X, y = _data(4)
+    run = lambda: run.__dict__.update(net=build(4).compile(**F64))    # noqa: E731
+    compiled = _compiled_functions(run)
+    net = run.net
+    library = list(net.backend.library.namespace.values())
+    assert net.backend.glue["train_epoch"] in compiled
+    assert not [k for k in compiled if any(k is v for v in library)]
+    p, twin = net.get_params(), build(4)
+    fitted = _compiled_functions(lambda: net.fit(X, y, epochs=1, batch_size=8))
+    assert fitted == []
+    np.testing.assert_allclose(net.predict(X), ref.forward(twin, net.get_params(), X),
+                               rtol=1e-10, atol=1e-12)
+    assert p.keys() == net.get_params().keys()
+
+
+def test_library_kernels_refuse_other_types():
+    """A library kernel is compiled for one signature and then refuses to compile another
+    (a silent second compile would cost seconds, every time)."""
+    from graphnn.compile import library
+    k = library.library("float64").kernel("colsum")
+    with pytest.raises(TypeError):
+        k(np.zeros(3, np.float32), np.ones((2, 3), np.float32))
+    out = np.zeros(3)
+    k(out, np.arange(6.0).reshape(2, 3))
+    np.testing.assert_array_equal(out, [3.0, 5.0, 7.0])

@@ -17,7 +17,7 @@ BUILD = textwrap.dedent("""
     net = gn.Model(x, out).compile(loss="cross_entropy", optimizer=gn.SGD(0.1), seed=0)
     X = np.random.default_rng(0).normal(size=(40, 6)); y = np.arange(40) % 3
     net.fit(X, y, epochs=2, batch_size=8)
-    k = net.backend.kernels
+    k = net.backend.glue
     print(json.dumps({"hits": sum(k[f].stats.cache_hits.get(s, 0) for f in ("train_epoch",)
                                    for s in k[f].stats.cache_hits),
                       "pred": net.predict(X[:2]).tolist()}))
@@ -97,9 +97,9 @@ def test_float32_tanh_is_accurate():
     assert np.abs(got - exact).max() < 4e-7
     small = np.abs(xs) < 0.1
     assert (np.abs(got - exact)[small] / np.abs(exact[small])).max() < 1e-6
-    assert "TANH_A13" in net.source()                 # the fast form is the one compiled
+    assert "TANH_A13" in net.library_source()                 # the fast form is the one compiled
     net64 = gn.Model(x, out).compile(loss="mse", dtype="float64")
-    assert "math.tanh" in net64.source()
+    assert "math.tanh" in net64.library_source()
 
 
 def test_float32_gelu_is_accurate():
@@ -117,9 +117,9 @@ def test_float32_gelu_is_accurate():
     exact = 0.5 * x64 * (1 + np.array([math.erf(v / math.sqrt(2)) for v in x64]))
     assert np.abs(got - exact).max() < 1.5e-6
     assert np.abs(got[x64 < -6]).max() < 1e-6 and np.array_equal(got[x64 > 6], x64[x64 > 6])
-    assert "ERF_A13" in net.source()                  # the fast form is the one compiled
+    assert "ERF_A13" in net.library_source()                  # the fast form is the one compiled
     net64 = gn.Model(x, out).compile(loss="mse", dtype="float64")
-    assert "math.erf" in net64.source() and "ERF_A13" not in net64.source()
+    assert "math.erf" in net64.library_source() and "ERF_A13" not in net64.library_source()
 
 
 def test_float32_sigmoid_is_accurate():
@@ -139,8 +139,8 @@ def test_float32_sigmoid_is_accurate():
     normal = exact > np.finfo(np.float32).tiny
     assert (np.abs(got - exact)[normal] / exact[normal]).max() < 2e-7
     assert (got[x64 > 20] == 1).all()
-    assert "EXP_C7" in net.source()                   # the fast form is the one compiled
-    assert "math.exp" in gn.Model(x, out).compile(loss="mse", dtype="float64").source()
+    assert "EXP_C7" in net.library_source()                   # the fast form is the one compiled
+    assert "math.exp" in gn.Model(x, out).compile(loss="mse", dtype="float64").library_source()
 
 
 def test_float32_gelu_gradient_is_accurate():
@@ -150,8 +150,8 @@ def test_float32_gelu_gradient_is_accurate():
     x = gn.Input(1)
     model = gn.Model(x, gn.GELU()(gn.Dense(1, use_bias=False, kernel_init="ones")(x)))
     net = model.compile(loss="mse")
-    assert "def gelu_grad" in net.source() and "exp_neg_abs(half * x * x)" in net.source()
-    ns = net.backend.kernels
+    assert "def gelu_grad" in net.library_source() and "exp_neg_abs(half * x * x)" in net.library_source()
+    ns = net.backend.library.namespace
     xs = np.linspace(-12, 12, 4001).astype(np.float32)
     got = np.array([ns["gelu_grad"](v, np.float32(0)) for v in xs], dtype=np.float64)
     x64 = xs.astype(np.float64)
@@ -174,9 +174,9 @@ def test_float32_softplus_is_accurate():
     assert np.isfinite(got).all() and (got >= 0).all()
     normal = exact > np.finfo(np.float32).tiny
     assert (np.abs(got - exact)[normal] / exact[normal]).max() < 3e-7
-    src = net.source()
+    src = net.library_source()
     assert "LOG1P_C15" in src and src.count("def exp_neg_abs") == 1
-    assert "math.log1p" in gn.Model(x, out).compile(loss="mse", dtype="float64").source()
+    assert "math.log1p" in gn.Model(x, out).compile(loss="mse", dtype="float64").library_source()
 
 
 def test_set_num_threads_sets_both_blas_pools():

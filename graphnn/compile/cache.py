@@ -321,6 +321,16 @@ def _check_numba_caches(module) -> None:
             value._cache = _CHECKED_CACHE(value.py_func)
 
 
+def in_index(dispatcher, signature) -> bool:
+    """Whether Numba's on-disk index lists ``dispatcher`` for exactly ``signature`` (then
+    compiling it is a load).  A guess for a message: the load itself checks the files."""
+    try:        # Numba's own index, as Dispatcher.compile() looks it up
+        key = dispatcher._cache._index_key(signature, dispatcher.targetctx.codegen())
+        return key in dispatcher._cache._cache_file._load_index()
+    except Exception:       # noqa: BLE001 - any unreadable index: not cached
+        return False
+
+
 def size() -> tuple[int, int]:
     """(number of files, bytes) in the cache directory."""
     folder = directory()

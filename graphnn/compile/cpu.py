@@ -1,170 +1,139 @@
-"""CPU backend: plan -> one generated Python module of Numba ``@njit`` functions.
+"""CPU backend: plan -> a short generated module of glue around the kernel library.
 
-Matrix products go to BLAS (``np.dot(a, b, out)`` inside njit, transposes passed as
-flags, no copies); everything around them (bias, activation, loss, bias gradient)
-is a plain loop fused into one pass.  The module is self-contained: the scalar
-math of the activations and losses it uses is pasted in, so ``net.source()`` is
-the whole program.  Each instruction of ``graphnn.ir`` is emitted by one function
-below (``EMIT``).
+Every loop graphnn runs on the CPU is a shape-free kernel of ``library.py``, compiled
+once per machine (on first use, then cached).  What is generated per architecture is
+glue: views into the parameter buffer and the arena, and one kernel call per
+instruction of ``graphnn.ir`` (each emitted by one function below, ``EMIT``).  The glue
+gets the kernels as first-class function values, so a new architecture compiles only
+the glue, in about a second, instead of every loop again.  ``net.source()`` is the
+glue; ``net.library_source()`` the library.
 """
 from __future__ import annotations
 
+import contextlib
 import re
+import threading
+import warnings
 
 import numba
 import numpy as np
 
 from .. import ir
-from ..ops.dropout import DROPOUT_KEY_SOURCE, UNIFORM_SOURCE, UNIT
-from ..ops.softmax import SOFTMAX_SOURCE
-from . import cache
-from .codegen import NUMERIC_CONSTANTS, Writer, activations_used
+from ..ops.dropout import DROPOUT_KEY_SOURCE
+from . import cache, library
+from .codegen import NUMERIC_CONSTANTS, Writer
 from .plan import Plan, structural_kind
 
-# How the generated functions are compiled.  Compile time (a cold compile of the
-# 784-256-128-10 MLP is mostly Numba/LLVM work) grows with the number of functions
-# Numba compiles on their own -- each one is typed, optimised, turned into machine
-# code, wrapped for Python and cached -- and with how often the same code is
-# re-optimised: a compiled function links in the code of every njit function it
-# calls and LLVM optimises and code-generates the whole lot again.  So:
-#   KERNEL  compiled on its own and cached: train_epoch, and the kernels that Python
-#           calls directly (forward, loss, backward, update, batch_stats);
-#   INLINE  pasted into the caller by Numba before typing, not compiled on its
-#           own for training: the scalar math (a few lines each, called from one or
-#           two places), loss_and_grads and train_step (loss_and_grads is compiled
-#           by itself only when Python calls it, for net.loss_and_grads);
+# How the generated functions are compiled:
+#   KERNEL  compiled on its own and cached: train_epoch (the only one every new
+#           architecture compiles) and update (Python calls it for apply_gradients);
+#   INLINE  pasted into the caller by Numba before typing: forward, backward,
+#           loss_and_grads, train_step and the small scalar functions.  Python runs
+#           forward and loss_and_grads' callees as plain Python (.py_func) where it
+#           needs them alone; loss_and_grads itself compiles when a data-parallel
+#           trainer or net.loss_and_grads first calls it;
 #   PYTHON  plain Python around kernel calls, run once per batch of rows: predict,
-#           evaluate.  A compiled loop around forward() would re-optimise all of
-#           forward's code once more for no measurable gain.
+#           evaluate.
 KERNEL, INLINE, PYTHON = "kernel", "inline", "python"
 INLINE_JIT = '@njit(inline="always", error_model="numpy")'
 
 
 # -- one emitter per instruction ----------------------------------------------------------
 # Each emitter gets the module being written, ``m`` (its Writer ``m.w``, the variable that
-# holds a buffer ``m.var(buf)``, and ``m.int_slot``/``m.real_slot`` for numbers that are
-# read at run time), and one instruction.  Loops run to the arrays' own shapes: no width
-# is ever written into the code.
-def _rows_cols(w: Writer, cols: str):
-    """Open the two loops over the rows and the `cols` columns of a matrix."""
-    w("for i in range(n):")
-    w.depth += 1
-    return w.block(f"for j in range({cols}):")
+# holds a buffer ``m.var(buf)``, ``m.int_slot``/``m.real_slot`` for numbers that are read at
+# run time), and one instruction, and writes the call of its library kernel
+# (``library.py``); ``kernel_of`` names that kernel.  Kernels read every size from the
+# views they get: no width is ever written into the code.
+def kernel_of(s) -> list[str]:
+    """The library kernels an instruction calls."""
+    if isinstance(s, ir.MatMul):
+        return ["matmul_add" if s.acc else "matmul"]
+    if isinstance(s, ir.BiasAct):
+        return [f"bias_act_{s.act}"]
+    if isinstance(s, ir.ActGrad):
+        return [f"act_grad_{s.act}"]
+    if isinstance(s, ir.Sum):
+        return ["add"] if len(s.ins) > 1 else ["copy_cols"]
+    return [KERNEL_OF[type(s)]]
 
 
-def _close(w: Writer):
-    w.depth -= 1
+KERNEL_OF = {ir.ColSum: "colsum", ir.Copy: "copy_cols", ir.Place: "place_cols",
+             ir.Softmax: "softmax", ir.SoftmaxGrad: "softmax_grad", ir.Dropout: "dropout",
+             ir.Mul: "mul"}
 
 
-def _assign(acc: bool) -> str:
-    return "+=" if acc else "="
+def kernels_of(plan: Plan) -> list[str]:
+    """The library kernels a plan's glue calls, in order of first use."""
+    names = [k for s in plan.forward + plan.train_forward + plan.backward
+             if not isinstance(s, ir.Comment) for k in kernel_of(s)]
+    names += [f"loss_{plan.loss.name}", f"stats_{plan.loss.name}"]
+    return list(dict.fromkeys(names))
 
 
 def emit_matmul(m, s: ir.MatMul):
-    w = m.w
-    a = m.var(s.a) + (".T" if s.ta else "")
-    b = m.var(s.b) + (".T" if s.tb else "")
-    out = m.var(s.out)
-    if not s.acc:
-        w(f"np.dot({a}, {b}, {out})")
-        return
-    w(f"tmp = scratch[:n * {out}.shape[1]].reshape((n, {out}.shape[1]))")
-    w(f"np.dot({a}, {b}, tmp)")
-    with _rows_cols(w, f"{out}.shape[1]"):
-        w(f"{out}[i, j] += tmp[i, j]")
-    _close(w)
+    args = f"{m.var(s.a)}, {m.var(s.b)}, {m.var(s.out)}"
+    if s.acc:
+        m.w(f"matmul_add({args}, scratch, {s.ta}, {s.tb})")
+    else:
+        m.w(f"matmul({args}, {s.ta}, {s.tb})")
 
 
 def emit_bias_act(m, s: ir.BiasAct):
-    out = m.var(s.out)
-    v = f"{m.var(s.z)}[i, j]" + (f" + {m.var(s.bias)}[j]" if s.bias is not None else "")
-    rhs = v if s.act == "linear" else f"{s.act}({v})"
-    with _rows_cols(m.w, f"{out}.shape[1]"):
-        m.w(f"{out}[i, j] = {rhs}")
-    _close(m.w)
+    bias = m.var(s.bias) if s.bias is not None else "none"
+    m.w(f"bias_act_{s.act}({m.var(s.out)}, {m.var(s.z)}, {bias})")
 
 
 def emit_act_grad(m, s: ir.ActGrad):
-    w = m.w
-    gx, gy = m.var(s.gx), m.var(s.gy)
-    if s.colsum is not None:
-        w(f"{m.var(s.colsum)}[:] = zero")
-    with _rows_cols(w, f"{gx}.shape[1]"):
-        if s.act == "linear":
-            w(f"g = {gy}[i, j]")
-        else:
-            w(f"g = {gy}[i, j] * {s.act}_grad({m.var(s.x)}[i, j], {m.var(s.y)}[i, j])")
-        w(f"{gx}[i, j] {_assign(s.acc)} g")
-        if s.colsum is not None:
-            w(f"{m.var(s.colsum)}[j] += g")
-    _close(w)
+    colsum = m.var(s.colsum) if s.colsum is not None else "none"
+    m.w(f"act_grad_{s.act}({m.var(s.gx)}, {m.var(s.gy)}, {m.var(s.x)}, {m.var(s.y)}, "
+        f"{colsum}, {s.acc})")
 
 
 def emit_colsum(m, s: ir.ColSum):
-    out, g = m.var(s.out), m.var(s.g)
-    m.w(f"{out}[:] = zero")
-    with _rows_cols(m.w, f"{g}.shape[1]"):
-        m.w(f"{out}[j] += {g}[i, j]")
-    _close(m.w)
+    m.w(f"colsum({m.var(s.out)}, {m.var(s.g)})")
 
 
 def emit_sum(m, s: ir.Sum):
     out = m.var(s.out)
-    with _rows_cols(m.w, f"{out}.shape[1]"):
-        m.w(f"{out}[i, j] = " + " + ".join(f"{m.var(b)}[i, j]" for b in s.ins))
-    _close(m.w)
+    if len(s.ins) == 1:
+        m.w(f"copy_cols({out}, {m.var(s.ins[0])}, 0, False)")
+        return
+    m.w(f"add({out}, {m.var(s.ins[0])}, {m.var(s.ins[1])})")
+    for b in s.ins[2:]:
+        m.w(f"add({out}, {out}, {m.var(b)})")
+
+
+def _col(m, col0: int) -> str:
+    return f"layout[{m.int_slot(col0, 'first column of a block of columns')}]"
 
 
 def emit_copy(m, s: ir.Copy):
-    out, src = m.var(s.out), m.var(s.src)
-    m.w(f"col = layout[{m.int_slot(s.col0, 'first column of a block of columns')}]")
-    with _rows_cols(m.w, f"{out}.shape[1]"):
-        m.w(f"{out}[i, j] {_assign(s.acc)} {src}[i, col + j]")
-    _close(m.w)
+    m.w(f"copy_cols({m.var(s.out)}, {m.var(s.src)}, {_col(m, s.col0)}, {s.acc})")
 
 
 def emit_place(m, s: ir.Place):
-    out, src = m.var(s.out), m.var(s.src)
-    m.w(f"col = layout[{m.int_slot(s.col0, 'first column of a block of columns')}]")
-    with _rows_cols(m.w, f"{src}.shape[1]"):
-        m.w(f"{out}[i, col + j] = {src}[i, j]")
-    _close(m.w)
+    m.w(f"place_cols({m.var(s.out)}, {m.var(s.src)}, {_col(m, s.col0)})")
 
 
 def emit_softmax(m, s: ir.Softmax):
-    m.w("for i in range(n):")
-    m.w(f"    softmax_row({m.var(s.x)}, {m.var(s.out)}, i)")
+    m.w(f"softmax({m.var(s.out)}, {m.var(s.x)})")
 
 
 def emit_softmax_grad(m, s: ir.SoftmaxGrad):
-    m.w("for i in range(n):")
-    m.w(f"    softmax_row_grad({m.var(s.gy)}, {m.var(s.y)}, {m.var(s.gx)}, i, {s.acc})")
+    m.w(f"softmax_grad({m.var(s.gx)}, {m.var(s.gy)}, {m.var(s.y)}, {s.acc})")
 
 
 def emit_dropout(m, s: ir.Dropout):
-    w = m.w
-    out, x, mask = m.var(s.out), m.var(s.x), m.var(s.mask)
     node = f"node {m.plan.roles[s.mask.name][0]}"
     rate = m.real_slot(s.rate, f"{node} dropout rate")
     scale = m.real_slot(1 / (1 - s.rate), f"{node} dropout scale 1 / (1 - rate)")
     salt = m.int_slot(s.salt, f"{node} dropout salt (numbers the dropout nodes)")
-    with w.block("if key >= 0:"):
-        w(f"rate, scale, salt = real(hyper[{rate}]), real(hyper[{scale}]), layout[{salt}]")
-        with _rows_cols(w, f"{out}.shape[1]"):
-            w(f"{mask}[i, j] = scale if uniform(key + salt, row0 + i, j) >= rate else zero")
-            w(f"{out}[i, j] = {x}[i, j] * {mask}[i, j]")
-        _close(w)
-    with w.block("else:"):
-        with _rows_cols(w, f"{out}.shape[1]"):
-            w(f"{out}[i, j] = {x}[i, j]")
-        _close(w)
+    m.w(f"dropout({m.var(s.out)}, {m.var(s.x)}, {m.var(s.mask)}, hyper[{rate}], "
+        f"hyper[{scale}], key, layout[{salt}], row0)")
 
 
 def emit_mul(m, s: ir.Mul):
-    gx = m.var(s.gx)
-    with _rows_cols(m.w, f"{gx}.shape[1]"):
-        m.w(f"{gx}[i, j] {_assign(s.acc)} {m.var(s.gy)}[i, j] * {m.var(s.m)}[i, j]")
-    _close(m.w)
+    m.w(f"mul({m.var(s.gx)}, {m.var(s.gy)}, {m.var(s.m)}, {s.acc})")
 
 
 EMIT = {
@@ -216,6 +185,8 @@ class CpuModule:
         self.real_notes: list[str] = []
         self._slots: dict = {}
         self._vars, self._about = self._variables()
+        self.loss_kernel, self.stats_kernel = f"loss_{plan.loss.name}", f"stats_{plan.loss.name}"
+        self.kernels: list[str] = kernels_of(plan)     # the order of the `kernels` tuple
 
     # -- names and run-time numbers ------------------------------------------------------
     def _variables(self) -> tuple[dict, dict]:
@@ -286,7 +257,11 @@ class CpuModule:
 
     # views at the top of a function, for the buffers its instructions touch
     def _declare(self, steps, extra=()):
+        """The first lines of a function: its kernels (from the ``kernels`` tuple), and a
+        view for each buffer its instructions touch."""
         w, p = self.w, self.plan
+        self._unpack([k for st in steps if not isinstance(st, ir.Comment)
+                      for k in kernel_of(st)])
         used = []
         for b in [b for s in steps for b in _buffers_of(s)] + list(extra):
             if b.name not in [u.name for u in used]:
@@ -294,6 +269,9 @@ class CpuModule:
         scratch = any(isinstance(s, ir.MatMul) and s.acc for s in steps)
         if any(b.kind == "arena" for b in used) or scratch:
             w("cap = arena.size // layout[0]")
+        if any((isinstance(s, ir.BiasAct) and s.bias is None)
+               or (isinstance(s, ir.ActGrad) and s.colsum is None) for s in steps):
+            w("none = params[:0]   # an empty vector: no bias, no column sums")
         for b in used:
             if b.kind in ("param", "grad"):
                 slot = p.param_vars[b.name]
@@ -307,6 +285,13 @@ class CpuModule:
             k = self.int_slot(col, "scratch: first column", key=("block", "tmp"))
             self.int_slot(width, "scratch: width", key=("width", "tmp"))
             w(f"scratch = arena[layout[{k}] * cap:(layout[{k}] + layout[{k + 1}]) * cap]")
+
+    def _unpack(self, names):
+        """Bind the library kernels ``names`` from the ``kernels`` tuple, by position."""
+        names = list(dict.fromkeys(names))
+        if names:
+            self.w(", ".join(names) + " = " + ", ".join(
+                f"kernels[{self.kernels.index(k)}]" for k in names))
 
     def _steps(self, steps):
         w = self.w
@@ -328,12 +313,17 @@ class CpuModule:
             + (" of " + ", ".join(str(p.model.nodes.index(i)) for i in n.inputs) if n.inputs else "")
             for k, n in enumerate(p.model.nodes))
         w = Writer()
-        w(f'"""graphnn kernels: {self.dtype.name}, loss {p.loss.name}, '
+        w(f'"""graphnn glue: {self.dtype.name}, loss {p.loss.name}, '
           f'optimizer {type(opt).__name__}.')
         w()
         w(f"Graph (node: kind of inputs): {nodes}.")
         if p.fused:
             w(f"Fused: the output {p.fused}: training feeds the loss the logits.")
+        w()
+        w("Every loop is a kernel of graphnn's library (graphnn/compile/library.py; the")
+        w("model's library_source() shows it), compiled once per machine for any shape.")
+        w("They come in the tuple `kernels`, as first-class functions: Numba calls them")
+        w("through their address, so only this glue compiles for a new architecture.")
         w()
         w("No size, name or hyperparameter is written here: every model of this structure,")
         w("whatever its widths, runs this code.  The numbers come at run time in two arrays")
@@ -348,14 +338,12 @@ class CpuModule:
         w("from numba import njit")
         w()
         w(f"real = np.{self.dtype.name}")
-        consts = dict(NUMERIC_CONSTANTS)
-        for a in self._activations():
-            consts.update(a.forward_for(self.dtype.name)[1])
-        for k, v in consts.items():
+        for k, v in NUMERIC_CONSTANTS.items():      # for the optimizer's and schedule's math
             w(f"{k} = real({v!r})")
-        if p.dropout:
-            w(f"UNIT = real({UNIT!r})       # uniform(): 24 random bits -> [0, 1)")
         w()
+        w("# kernels[k], library kernels:")
+        for k, name in enumerate(self.kernels):
+            w(f"#   {k:3d}  {name}")
         w("# layout[k], one int64 each:")
         for k, note in enumerate(self.int_notes):
             w(f"#   {k:3d}  {note}")
@@ -366,9 +354,6 @@ class CpuModule:
         w()
         w()
         return w.lines
-
-    def _activations(self):
-        return activations_used(self.plan)
 
     def jit_line(self, how: str = KERNEL):
         if how != PYTHON:
@@ -385,47 +370,7 @@ class CpuModule:
     def source(self) -> str:
         w, p = self.w, self.plan
         loss = p.loss
-        w("# " + "-" * 20 + " scalar math: activations and loss (graphnn/ops) " + "-" * 20)
-        w()
-        helpers = []                     # shared by several activations: pasted once
-        for a in self._activations():
-            helpers += [h for h in a.helpers_for(self.dtype.name) if h not in helpers]
-        for h in helpers:
-            self._function(h, INLINE)
-        for a in self._activations():
-            self._function(a.forward_for(self.dtype.name)[0], INLINE)
-            self._function(a.grad_for(self.dtype.name), INLINE)
-        if any(isinstance(s, (ir.Softmax, ir.SoftmaxGrad))
-               for s in p.forward + p.train_forward + p.backward):
-            for src in SOFTMAX_SOURCE:
-                self._function(src, INLINE)
-        self._function(loss.source, INLINE)
-        self._function(f'''
-def loss(z, y, w, g):
-    """Mean {loss.name} over the rows of z ({loss.formula}); g = its gradient.
-
-    w: a weight per row, or empty for equal weights; weighted, the mean is
-    sum(w * row loss) / sum(w)."""
-    n = z.shape[0]
-    total = 0.0
-    if w.size == 0:
-        for i in range(n):
-            total += {loss.name}_row(z, y, g, i, n)
-        return total
-    wsum = 0.0
-    for i in range(n):
-        wsum += w[i]
-    for i in range(n):
-        c = real(w[i] * n / wsum) if wsum > 0 else zero
-        total += c * {loss.name}_row(z, y, g, i, n)
-        for j in range(g.shape[1]):
-            g[i, j] *= c
-    return total'''.strip("\n"))
-        if loss.correct:
-            self._function(loss.correct, INLINE)
-        self._batch_stats()
         if p.dropout:
-            self._function(UNIFORM_SOURCE, INLINE)
             self._function(DROPOUT_KEY_SOURCE, INLINE)
         schedule = self.optimizer.schedule
         if schedule.per_step:
@@ -434,18 +379,18 @@ def loss(z, y, w, g):
         drop = ", hyper, key, row0" if p.dropout else ""
         w("# " + "-" * 30 + " forward pass " + "-" * 30)
         w()
-        self._pass("forward", "params, arena, x, layout", p.forward, p.output,
+        self._pass("forward", "kernels, params, arena, x, layout", p.forward, p.output,
                    "The graph's output for the rows of x (inference).")
         if p.fused or p.dropout:
             why = ", ".join(([f"stops at the logits ({p.fused} fused)"] if p.fused else [])
                             + (["dropout masks from key and the rows' numbers row0 + i "
                                 "(key < 0: no dropout)"] if p.dropout else []))
-            self._pass("forward_logits", f"params, arena, x, layout{drop}", p.train_forward,
-                       p.logits, f"Forward pass as the loss sees it: {why}.")
+            self._pass("forward_logits", f"kernels, params, arena, x, layout{drop}",
+                       p.train_forward, p.logits, f"Forward pass as the loss sees it: {why}.")
         w("# " + "-" * 30 + " backward pass " + "-" * 30)
         w()
-        self.jit_line()
-        with w.block("def backward(params, grads, arena, x, layout):"):
+        self.jit_line(INLINE)
+        with w.block("def backward(kernels, params, grads, arena, x, layout):"):
             w('"""Backpropagation: from dLoss/dlogits, in reverse graph order, '
               'every parameter\'s gradient."""')
             w("n = x.shape[0]")
@@ -461,51 +406,56 @@ def loss(z, y, w, g):
         loads = "".join(f"\n    {k} = real(hyper[{self.real_slot(v, f'optimizer: {k}')}])"
                         for k, v in hyper.items())
         args = "".join(f", {k}" for k in hyper)
-        self._function(f'''
+        self._function(f"""
 def update(params, grads, state, lr, step, hyper):
-    """{type(opt).__name__} on the whole flat parameter buffer at once."""{loads}
+    \"\"\"{type(opt).__name__} on the whole flat parameter buffer at once.\"\"\"{loads}
     for i in range(params.size):
-        {opt.name}_update(i, params, grads, state, lr, step{args})'''.strip("\n"))
+        {opt.name}_update(i, params, grads, state, lr, step{args})""".strip("\n"))
         dz = self._block(p.dlogits.name)
         keydoc = ("; key seeds the dropout masks, row0 + i numbers row i" if p.dropout else "")
         w("# " + "-" * 30 + " training " + "-" * 30)
         w()
-        self._function(f'''
-def loss_and_grads(params, grads, arena, x, y, w, layout{drop}):
-    """Mean {loss.name} loss over the rows of x (weighted by w if not empty), and
+        self._function(f"""
+def loss_and_grads(kernels, params, grads, arena, x, y, w, layout{drop}):
+    \"\"\"Mean {loss.name} loss over the rows of x (weighted by w if not empty), and
     its gradient in grads{keydoc}.  Nothing is updated: a data-parallel trainer
-    can sum grads across processes before update()."""
+    can sum grads across processes before update().\"\"\"
+    loss = kernels[{self.kernels.index(self.loss_kernel)}]
     n = x.shape[0]
     cap = arena.size // layout[0]
     z = {self._logits('x', 'key', 'row0')}
     dz = {dz}
     value = loss(z, y, w, dz)
-    backward(params, grads, arena, x, layout)
-    return value'''.strip("\n"), INLINE)
-        self._function(f'''
-def train_step(params, grads, state, arena, x, y, w, lr, step, layout, hyper{drop.replace(", hyper", "")}):
-    """One step of training on one batch: compute the gradients, then apply them.
-    Returns the batch's mean loss; its logits stay in the arena."""
-    value = loss_and_grads(params, grads, arena, x, y, w, layout{drop})
+    backward(kernels, params, grads, arena, x, layout)
+    return value""".strip("\n"), INLINE)
+        self._function(f"""
+def train_step(kernels, params, grads, state, arena, x, y, w, lr, step, layout, hyper{drop.replace(", hyper", "")}):
+    \"\"\"One step of training on one batch: compute the gradients, then apply them.
+    Returns the batch's mean loss; its logits stay in the arena.\"\"\"
+    value = loss_and_grads(kernels, params, grads, arena, x, y, w, layout{drop})
     update(params, grads, state, lr, step, hyper)
-    return value'''.strip("\n"), INLINE)
+    return value""".strip("\n"), INLINE)
         self._train_epoch()
-        w("# " + "-" * 20 + " plain Python: one compiled call per batch of rows " + "-" * 20)
-        w("# These reuse the kernels train_epoch compiled, so they cost no compile of their")
-        w("# own; the Python around them runs once per `cap` rows, not per row or layer.")
+        w("# " + "-" * 20 + " plain Python: kernel calls per batch of rows " + "-" * 20)
+        w("# These run the glue above as Python (.py_func): each library kernel is called")
+        w("# through its dispatcher, so they cost no compile of their own; the Python")
+        w("# around them runs once per `cap` rows, not per row.")
         w()
-        self._function('''
-def predict(params, arena, X, out, layout):
-    """forward() over all rows of X, cap rows at a time."""
+        self._function("""
+def predict(kernels, params, arena, X, out, layout):
+    \"\"\"forward() over all rows of X, cap rows at a time.\"\"\"
     cap = arena.size // layout[0]
     rows = X.shape[0]
     for start in range(0, rows, cap):
         stop = min(start + cap, rows)
-        out[start:stop] = forward(params, arena, X[start:stop], layout)'''.strip("\n"), PYTHON)
-        self._function(f'''
-def evaluate(params, arena, X, Y, stats, layout, hyper):
-    """Summed loss (per-batch mean times rows) over all rows of X, no dropout;
-    the metrics' sums are added into stats."""
+        out[start:stop] = forward.py_func(kernels, params, arena, X[start:stop], layout)""".strip("\n"),
+                       PYTHON)
+        self._function(f"""
+def evaluate(kernels, params, arena, X, Y, stats, layout, hyper):
+    \"\"\"Summed loss (per-batch mean times rows) over all rows of X, no dropout;
+    the metrics' sums are added into stats.\"\"\"
+    loss = kernels[{self.kernels.index(self.loss_kernel)}]
+    batch_stats = kernels[{self.kernels.index(self.stats_kernel)}]
     cap = arena.size // layout[0]
     rows = X.shape[0]
     total = 0.0
@@ -514,31 +464,31 @@ def evaluate(params, arena, X, Y, stats, layout, hyper):
         stop = min(start + cap, rows)
         n = stop - start
         y = Y[start:stop]
-        z = {self._logits('X[start:stop]', '-1', '0')}
+        z = {self._logits('X[start:stop]', '-1', '0', python=True)}
         dz = {self._block(p.dlogits.name)}
         total += n * loss(z, y, equal, dz)
         batch_stats(z, y, stats)
-    return total'''.strip("\n"), PYTHON)
+    return total""".strip("\n"), PYTHON)
         body = w.lines
         return "\n".join(self._header() + body).rstrip("\n") + "\n"
 
-    def _logits(self, x: str, key: str, row0: str) -> str:
+    def _logits(self, x: str, key: str, row0: str, python: bool = False) -> str:
         """Source of the call that computes the logits the loss reads, for input `x`.
 
-        Without a fused output or dropout they are forward()'s output, so forward()
-        is called directly: a function in between would be one more Numba compile.
-        With dropout, `key` seeds the masks (training) or is -1 (evaluate: no dropout).
+        Without a fused output or dropout they are forward()'s output.  With dropout,
+        `key` seeds the masks (training) or is -1 (evaluate: no dropout).  ``python``:
+        the call runs the glue as Python (its ``py_func``), for the plain-Python paths.
         """
         p = self.plan
-        if not (p.fused or p.dropout):
-            return f"forward(params, arena, {x}, layout)"
+        name = "forward_logits" if (p.fused or p.dropout) else "forward"
+        name += ".py_func" if python else ""
         if not p.dropout:
-            return f"forward_logits(params, arena, {x}, layout)"
-        return f"forward_logits(params, arena, {x}, layout, hyper, {key}, {row0})"
+            return f"{name}(kernels, params, arena, {x}, layout)"
+        return f"{name}(kernels, params, arena, {x}, layout, hyper, {key}, {row0})"
 
     def _pass(self, name, args, steps, result: ir.Buf, doc: str):
         w = self.w
-        self.jit_line()
+        self.jit_line(INLINE)
         with w.block(f"def {name}({args}):"):
             w(f'"""{doc}"""')
             w("n = x.shape[0]")
@@ -547,22 +497,6 @@ def evaluate(params, arena, X, Y, stats, layout, hyper):
             w(f"return {self.var(result)}")
         w()
         w()
-
-    def _batch_stats(self):
-        loss = self.plan.loss
-        lines = ["def batch_stats(z, y, stats):",
-                 '    """Metric sums of one batch: [correct, squared error, absolute error]."""']
-        if loss.correct:
-            lines += ["    for i in range(z.shape[0]):",
-                      f"        stats[0] += {loss.name}_row_correct(z, y, i)"]
-        if loss.targets == "values":
-            pred = "sigmoid(z[i, j])" if loss.name == "binary_cross_entropy" else "z[i, j]"
-            lines += ["    for i in range(z.shape[0]):",
-                      "        for j in range(z.shape[1]):",
-                      f"            d = {pred} - y[i, j]",
-                      "            stats[1] += d * d",
-                      "            stats[2] += abs(d)"]
-        self._function("\n".join(lines))
 
     def _train_epoch(self):
         plan = self.plan
@@ -582,13 +516,14 @@ def evaluate(params, arena, X, Y, stats, layout, hyper):
             lr = "real(schedule_lr(t, " + ", ".join(f"hyper[{s}]" for s in slots) + "))"
         z = self._block(plan.logits.name) if plan.logits.kind == "arena" else "x"
         width = "" if labels else "\n    k = Y.shape[1]"
-        self._function(f'''
-def train_epoch(params, grads, state, arena, X, Y, W, order, first, last, batch_size, lr, step,
-                seed, xbuf, ybuf, wbuf, losses, stats, layout, hyper):
-    """Batches first..last-1 of an epoch: gather each batch's rows (in the shuffled
+        self._function(f"""
+def train_epoch(kernels, params, grads, state, arena, X, Y, W, order, first, last, batch_size,
+                lr, step, seed, xbuf, ybuf, wbuf, losses, stats, layout, hyper):
+    \"\"\"Batches first..last-1 of an epoch: gather each batch's rows (in the shuffled
     order) and take a training step.  `step` counts the steps before this call, `seed`
     seeds the dropout masks, W holds row weights (or is empty).  Each batch's mean loss
-    goes to losses[b]; metric sums are added into stats.  Returns sum of loss * rows."""
+    goes to losses[b]; metric sums are added into stats.  Returns sum of loss * rows.\"\"\"
+    batch_stats = kernels[{self.kernels.index(self.stats_kernel)}]
     rows, d = X.shape{width}
     cap = arena.size // layout[0]
     total = 0.0
@@ -606,21 +541,23 @@ def train_epoch(params, grads, state, arena, X, Y, W, order, first, last, batch_
             if W.size > 0:
                 w[r] = W[src]
         t = step + b - first + 1
-        value = train_step(params, grads, state, arena, x, y, w, {lr}, t, layout, hyper{key})
+        value = train_step(kernels, params, grads, state, arena, x, y, w, {lr}, t, layout,
+                           hyper{key})
         losses[b] = value
         total += n * value
         batch_stats({z}, y, stats)
-    return total'''.strip("\n"))
+    return total""".strip("\n"))
 
 
 class CpuBackend:
     """The CPU backend as the model sees it (``compile/cuda/backend.py`` offers the same methods).
 
     Arrays live in host memory, so ``to_device``/``to_host`` are the identity.  The
-    kernel methods call the generated module's functions (``train_epoch`` and ``update``
-    njit, ``loss_and_grads`` njit when first called, ``predict``/``evaluate`` Python
-    around njit calls) with this model's ``layout`` and ``hyper`` arrays added: the
-    module itself is shared by every model of the same structure.
+    kernel methods call the generated glue (``train_epoch`` and ``update`` njit,
+    ``loss_and_grads`` njit when first called, ``predict``/``evaluate`` Python around
+    kernel calls) with the library kernels and this model's ``layout`` and ``hyper``
+    arrays added: the glue is shared by every model of the same structure, the library
+    by every model of the same dtype.
     """
 
     device = "cpu"
@@ -628,6 +565,7 @@ class CpuBackend:
     def __init__(self, plan: Plan, optimizer, dtype):
         self.plan = plan
         self.dtype = np.dtype(dtype)
+        self.library = library.library(self.dtype)
         built = {}
 
         def generate(cached: bool) -> str:   # Numba's cache= depends on the folder's state
@@ -636,95 +574,113 @@ class CpuBackend:
             return built["module"].source()
 
         # one module per structure and process: from the disk cache, or in memory
-        self.source, self.kernels = cache.build(generate)
+        self.source, self.glue = cache.build(generate)
         module, self.use_cache = built["module"], built["cached"]
         self.layout = np.array(module.ints, np.int64)
         self.hyper = np.array(module.reals, np.float64)
+        self.kernel_names = tuple(module.kernels)
+        self.stats_kernel = module.stats_kernel
+        self._kernels = None                 # the library kernels, once compiled
+
+    @property
+    def library_source(self) -> str:
+        return self.library.source
+
+    @property
+    def kernels(self) -> tuple:
+        """The library kernels the glue calls, in its order (compiled on first use)."""
+        if self._kernels is None:
+            self._kernels = tuple(self.library.kernel(k) for k in self.kernel_names)
+        return self._kernels
 
     def train_epoch(self, params, grads, state, arena, X, Y, W, order, first, last, batch_size,
                     lr, step, seed, xbuf, ybuf, wbuf, losses, stats):
-        return self.kernels["train_epoch"](params, grads, state, arena, X, Y, W, order, first,
-                                           last, batch_size, lr, step, seed, xbuf, ybuf, wbuf,
-                                           losses, stats, self.layout, self.hyper)
+        with _first_class():
+            return self.glue["train_epoch"](self.kernels, params, grads, state, arena, X, Y, W,
+                                            order, first, last, batch_size, lr, step, seed,
+                                            xbuf, ybuf, wbuf, losses, stats, self.layout,
+                                            self.hyper)
 
     def predict(self, params, arena, X, out):
-        return self.kernels["predict"](params, arena, X, out, self.layout)
+        return self.glue["predict"](self.kernels, params, arena, X, out, self.layout)
 
     def evaluate(self, params, arena, X, Y, stats):
-        return self.kernels["evaluate"](params, arena, X, Y, stats, self.layout, self.hyper)
+        return self.glue["evaluate"](self.kernels, params, arena, X, Y, stats, self.layout,
+                                     self.hyper)
+
+    def batch_stats(self, z, y, stats):
+        """Add one batch's metric sums into stats (the library kernel of the loss)."""
+        self.library.kernel(self.stats_kernel)(z, y, stats)
 
     def update(self, params, grads, state, lr, step):
-        return self.kernels["update"](params, grads, state, lr, step, self.hyper)
+        return self.glue["update"](params, grads, state, lr, step, self.hyper)
 
     def loss_and_grads(self, params, grads, arena, x, y, w, key: int, row0: int = 0):
         """The generated loss_and_grads; `key` seeds the dropout masks and row i of x
         draws its mask as row ``row0 + i`` (a data-parallel trainer passes the global row
         number of its first row, so every process draws the masks one process would).
         Graphs without dropout have no masks, and ignore both."""
-        kernel = self.kernels["loss_and_grads"]
-        if self.plan.dropout:
-            return kernel(params, grads, arena, x, y, w, self.layout, self.hyper, key, row0)
-        return kernel(params, grads, arena, x, y, w, self.layout)
+        self._compile_loss_and_grads(y)
+        kernel = self.glue["loss_and_grads"]
+        with _first_class():
+            if self.plan.dropout:
+                return kernel(self.kernels, params, grads, arena, x, y, w, self.layout,
+                              self.hyper, key, row0)
+            return kernel(self.kernels, params, grads, arena, x, y, w, self.layout)
 
     def compile_step(self, params, grads, state, arena, x, y, w):
         """Compile loss_and_grads and update for these arrays' types: a data-parallel
         trainer calls them from Python (one process runs them inside train_epoch)."""
         t, i64 = numba.typeof, numba.types.int64
-        args = (t(params), t(grads), t(arena), t(x), t(y), t(w), t(self.layout))
+        self._compile_loss_and_grads(y)
+        self.glue["update"].compile((t(params), t(grads), t(state),
+                                     numba.from_dtype(self.dtype), i64, t(self.hyper)))
+
+    def _compile_loss_and_grads(self, y):
+        if self.glue["loss_and_grads"].overloads:
+            return
+        t, i64 = numba.typeof, numba.types.int64
+        a1, a2 = t(np.zeros(1, self.dtype)), t(np.zeros((1, 1), self.dtype))
+        idx = t(np.zeros(1, np.int64))
+        args = (self._kernels_type(), a1, a1, a1, a2, idx if y.ndim == 1 else a2, a1, idx)
         if self.plan.dropout:
             args += (t(self.hyper), i64, i64)
-        self.kernels["loss_and_grads"].compile(args)
-        self.kernels["update"].compile((t(params), t(grads), t(state),
-                                        numba.from_dtype(self.dtype), i64, t(self.hyper)))
+        _compile_once(self.glue["loss_and_grads"], args)
+
+    def _kernels_type(self):
+        """The Numba type of the kernels tuple: a first-class function type per kernel."""
+        with _first_class():
+            return numba.types.Tuple([numba.types.FunctionType(
+                library.signature(k, self.dtype)) for k in self.kernel_names])
 
     def is_compiled(self, labels: bool) -> bool:
-        """Whether compile() has nothing to build: the kernels are in this process already,
-        or Numba's on-disk cache index lists train_epoch for exactly these argument types
-        (then loading them takes a fraction of a second)."""
-        k = self.kernels["train_epoch"]
+        """Whether compile() has nothing to build: the glue and the library kernels it calls
+        are in this process already, or in Numba's on-disk cache (then loading them takes a
+        fraction of a second)."""
+        k = self.glue["train_epoch"]
         sig = self._signature(labels)
-        if sig in k.overloads:
-            return True
-        if not self.use_cache:
-            return False
-        try:        # Numba's own index, as Dispatcher.compile() looks it up
-            key = k._cache._index_key(sig, k.targetctx.codegen())
-            return key in k._cache._cache_file._load_index()
-        except Exception:       # noqa: BLE001 - a guess for a message; compile() decides
-            return False
+        glue = sig in k.overloads or (self.use_cache and cache.in_index(k, sig))
+        return glue and all(self.library.is_compiled(n) for n in self.kernel_names)
 
     def _signature(self, labels: bool) -> tuple:
         t, real, i64 = numba.typeof, numba.from_dtype(self.dtype), numba.types.int64
         a1, a2 = t(np.zeros(1, self.dtype)), t(np.zeros((1, 1), self.dtype))
         idx, f64 = t(np.zeros(1, np.int64)), t(np.zeros(1))
         Y, ybuf = (idx, idx) if labels else (a2, a1)
-        return (a1, a1, a1, a1, a2, Y, a1, idx, i64, i64, i64, real, i64, i64,
-                a1, ybuf, a1, f64, f64, idx, f64)
+        return (self._kernels_type(), a1, a1, a1, a1, a2, Y, a1, idx, i64, i64, i64, real, i64,
+                i64, a1, ybuf, a1, f64, f64, idx, f64)
 
     def compile(self, labels: bool):
         """Compile now, for exactly the argument types the model passes (no later recompiles).
 
-        Only train_epoch is compiled as such: it compiles the kernels it calls
-        (forward, loss, backward, update, batch_stats), and the plain-Python predict()
-        and evaluate() call those.  A process that loads train_epoch from the cache
-        loads none of them, so the ones those two need are named here too (a cache
-        load each, a few ms).  loss_and_grads() and update() compile (or load) on first use.
+        The library kernels the glue calls compile (or load) first, then train_epoch,
+        which calls them through their addresses.  train_epoch then refuses further
+        compiles: a call with other types would be an error, never a second compile with
+        the kernels linked in.  loss_and_grads() and update() compile (or load) on first use.
         Every call after the first for the same structure (any widths) finds them compiled.
         """
-        t, i64 = numba.typeof, numba.types.int64
-        a1, a2 = t(np.zeros(1, self.dtype)), t(np.zeros((1, 1), self.dtype))
-        idx, f64 = t(np.zeros(1, np.int64)), t(np.zeros(1))
-        sig = self._signature(labels)
-        Y = sig[5]
-        k = self.kernels
-        k["train_epoch"].compile(sig)
-        k["forward"].compile((a1, a1, a2, idx))
-        if self.plan.dropout:          # evaluate() passes key=-1 (no dropout)
-            k["forward_logits"].compile((a1, a1, a2, idx, f64, i64, i64))
-        elif self.plan.fused:
-            k["forward_logits"].compile((a1, a1, a2, idx))
-        k["loss"].compile((a2, Y, a1, a2))
-        k["batch_stats"].compile((a2, Y, f64))
+        self.kernels                     # noqa: B018 - compiles the library kernels
+        _compile_once(self.glue["train_epoch"], self._signature(labels))
 
     @staticmethod
     def to_device(host: np.ndarray) -> np.ndarray:
@@ -741,3 +697,27 @@ class CpuBackend:
     @staticmethod
     def to_host(array: np.ndarray) -> np.ndarray:
         return array
+
+
+
+_compile_lock = threading.Lock()     # Numba compiles one function at a time anyway
+
+
+def _compile_once(dispatcher, signature):
+    """Compile glue that takes the kernels tuple for ``signature``, then refuse any other
+    (a call typing the tuple as dispatchers would compile it again with the kernels
+    linked in: seconds, and the very cost this design avoids)."""
+    with _compile_lock:
+        if tuple(signature) not in dispatcher.overloads:
+            with _first_class():
+                dispatcher.compile(tuple(signature))
+            dispatcher.disable_compile()
+
+
+@contextlib.contextmanager
+def _first_class():
+    """Numba warns that first-class functions are experimental each time it types them;
+    graphnn relies on them by design and tests them, so the warning is noise here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=numba.NumbaExperimentalFeatureWarning)
+        yield

@@ -1,0 +1,347 @@
+"""The CPU kernel library: every loop graphnn runs, as shape-free ``@njit`` kernels.
+
+One module per dtype holds a kernel for each ``graphnn.ir`` instruction (one per
+activation where the instruction applies one), and the loss and the metric sums of
+each loss.  A kernel takes 2-D C-contiguous views and reads every size from their
+shapes, so one compile serves every architecture and every width.  Each kernel is
+compiled the first time a model needs it, for one explicit signature, and kept in the
+compile cache: a machine compiles each kernel once.
+
+What a new architecture compiles is only its glue (``cpu.py``): a short
+``train_epoch`` that makes views into the arena and calls these kernels, which it
+receives as first-class function values.  Numba calls them through their address,
+so their code is neither linked into the glue nor optimised again.
+
+The scalar math (activations, softmax rows, losses, the dropout hash) is pasted in
+from ``graphnn/ops``, as the CUDA generator pastes it into device functions, so the two
+backends compile the same arithmetic.
+"""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from ..ops.activations import ACTIVATIONS, with_dependencies
+from ..ops.dropout import UNIFORM_SOURCE, UNIT
+from ..ops.losses import LOSSES
+from ..ops.softmax import SOFTMAX_SOURCE
+from . import cache
+from .codegen import NUMERIC_CONSTANTS, Writer
+
+INLINE_JIT = '@njit(inline="always", error_model="numpy")'
+
+# -- the kernels --------------------------------------------------------------------------
+# name -> (argument kinds, returns a float64, source).  Kinds: m a (rows, cols) matrix, v a
+# vector, L int64 labels, t the loss's targets (labels or a matrix), s float64 sums,
+# b bool, i int64, f float64.  "{act}" kernels exist once per activation.
+_INSTRUCTIONS = {
+    "matmul": ("mmmbb", False, '''
+def matmul(a, b, out, ta, tb):
+    """out = op(a) @ op(b), op a transpose where ta / tb (BLAS, no copy)."""
+    product(a, b, out, ta, tb)'''),
+    "matmul_add": ("mmmvbb", False, '''
+def matmul_add(a, b, out, scratch, ta, tb):
+    """out += op(a) @ op(b): the product goes to scratch first (BLAS writes, never adds)."""
+    tmp = scratch[:out.size].reshape(out.shape)
+    product(a, b, tmp, ta, tb)
+    for i in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            out[i, j] += tmp[i, j]'''),
+    "bias_act_{act}": ("mmv", False, '''
+def bias_act_{act}(out, z, bias):
+    """out = {act}(z + bias) (no bias if it is empty); out may be z itself."""
+    n, k = out.shape
+    if bias.size == 0:
+        for i in range(n):
+            for j in range(k):
+                out[i, j] = {act}(z[i, j])
+    else:
+        for i in range(n):
+            for j in range(k):
+                out[i, j] = {act}(z[i, j] + bias[j])'''),
+    "act_grad_{act}": ("mmmmvb", False, '''
+def act_grad_{act}(gx, gy, x, y, colsum, acc):
+    """gx (= or += if acc) gy * {act}'(x, y); colsum = its column sums unless empty."""
+    n, k = gx.shape
+    sums = colsum.size > 0
+    if sums:
+        colsum[:] = zero
+    for i in range(n):
+        for j in range(k):
+            g = gy[i, j] * {act}_grad(x[i, j], y[i, j])
+            if acc:
+                gx[i, j] += g
+            else:
+                gx[i, j] = g
+            if sums:
+                colsum[j] += g'''),
+    "colsum": ("vm", False, '''
+def colsum(out, g):
+    """out[j] = sum of column j of g (a bias gradient)."""
+    out[:] = zero
+    for i in range(g.shape[0]):
+        for j in range(g.shape[1]):
+            out[j] += g[i, j]'''),
+    "add": ("mmm", False, '''
+def add(out, a, b):
+    """out = a + b elementwise (out may be a)."""
+    for i in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            out[i, j] = a[i, j] + b[i, j]'''),
+    "copy_cols": ("mmib", False, '''
+def copy_cols(out, src, col, acc):
+    """out (= or += if acc) the columns col .. col + out's width of src."""
+    for i in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            if acc:
+                out[i, j] += src[i, col + j]
+            else:
+                out[i, j] = src[i, col + j]'''),
+    "place_cols": ("mmi", False, '''
+def place_cols(out, src, col):
+    """Columns col .. col + src's width of out = src (one block of a concatenation)."""
+    for i in range(src.shape[0]):
+        for j in range(src.shape[1]):
+            out[i, col + j] = src[i, j]'''),
+    "softmax": ("mm", False, '''
+def softmax(out, x):
+    """out = softmax(x), row by row."""
+    for i in range(x.shape[0]):
+        softmax_row(x, out, i)'''),
+    "softmax_grad": ("mmmb", False, '''
+def softmax_grad(gx, gy, y, acc):
+    """gx (= or += if acc) y * (gy - sum(gy * y)), row by row."""
+    for i in range(y.shape[0]):
+        softmax_row_grad(gy, y, gx, i, acc)'''),
+    "dropout": ("mmmffiii", False, '''
+def dropout(out, x, mask, rate, scale, key, salt, row0):
+    """Training (key >= 0): mask = scale where uniform(key + salt, row0 + i, j) >= rate,
+    else 0, and out = x * mask.  Otherwise (key < 0) out = x."""
+    n, k = out.shape
+    if key >= 0:
+        rate_, scale_ = real(rate), real(scale)
+        for i in range(n):
+            for j in range(k):
+                mask[i, j] = scale_ if uniform(key + salt, row0 + i, j) >= rate_ else zero
+                out[i, j] = x[i, j] * mask[i, j]
+    else:
+        for i in range(n):
+            for j in range(k):
+                out[i, j] = x[i, j]'''),
+    "mul": ("mmmb", False, '''
+def mul(gx, gy, m, acc):
+    """gx (= or += if acc) gy * m elementwise."""
+    for i in range(gx.shape[0]):
+        for j in range(gx.shape[1]):
+            if acc:
+                gx[i, j] += gy[i, j] * m[i, j]
+            else:
+                gx[i, j] = gy[i, j] * m[i, j]'''),
+    "loss_{loss}": ("mtvm", True, '''
+def loss_{loss}(z, y, w, g):
+    """Mean {loss} over the rows of z ({formula}); g = its gradient.
+
+    w: a weight per row, or empty for equal weights; weighted, the mean is
+    sum(w * row loss) / sum(w)."""
+    n = z.shape[0]
+    total = 0.0
+    if w.size == 0:
+        for i in range(n):
+            total += {loss}_row(z, y, g, i, n)
+        return total
+    wsum = 0.0
+    for i in range(n):
+        wsum += w[i]
+    for i in range(n):
+        c = real(w[i] * n / wsum) if wsum > 0 else zero
+        total += c * {loss}_row(z, y, g, i, n)
+        for j in range(g.shape[1]):
+            g[i, j] *= c
+    return total'''),
+    "stats_{loss}": ("mts", False, None),       # written by _stats_source
+}
+
+
+# The one BLAS call of the product kernels (inlined into each).
+_PRODUCT = '''
+def product(a, b, out, ta, tb):
+    """out = op(a) @ op(b) through BLAS, transposes as flags (no copies)."""
+    if ta and tb:
+        np.dot(a.T, b.T, out)
+    elif ta:
+        np.dot(a.T, b, out)
+    elif tb:
+        np.dot(a, b.T, out)
+    else:
+        np.dot(a, b, out)'''.strip("\n")
+
+
+def _stats_source(loss) -> str:
+    """Metric sums of one batch for a loss: [correct, squared error, absolute error]."""
+    lines = [f"def stats_{loss.name}(z, y, stats):",
+             '    """Metric sums of one batch: [correct, squared error, absolute error]."""']
+    if loss.correct:
+        lines += ["    for i in range(z.shape[0]):",
+                  f"        stats[0] += {loss.name}_row_correct(z, y, i)"]
+    if loss.targets == "values":
+        pred = "sigmoid(z[i, j])" if loss.name == "binary_cross_entropy" else "z[i, j]"
+        lines += ["    for i in range(z.shape[0]):",
+                  "        for j in range(z.shape[1]):",
+                  f"            d = {pred} - y[i, j]",
+                  "            stats[1] += d * d",
+                  "            stats[2] += abs(d)"]
+    if len(lines) == 2:
+        lines.append("    pass")
+    return "\n".join(lines)
+
+
+def kernel_names() -> list[str]:
+    """Every kernel of the library, in the order of its source."""
+    names = []
+    for name in _INSTRUCTIONS:
+        if "{act}" in name:
+            names += [name.format(act=a) for a in ACTIVATIONS]
+        elif "{loss}" in name:
+            names += [name.format(loss=l) for l in LOSSES]
+        else:
+            names.append(name)
+    return names
+
+
+def _template(name: str) -> tuple[str, str, dict]:
+    """(template key, kinds, fields) of a kernel name."""
+    for key, (kinds, _, _) in _INSTRUCTIONS.items():
+        if "{" not in key:
+            if key == name:
+                return key, kinds, {}
+            continue
+        head = key.split("{")[0]
+        if name.startswith(head):
+            rest = name[len(head):]
+            if "{act}" in key and rest in ACTIVATIONS:
+                return key, kinds, {"act": rest}
+            if "{loss}" in key and rest in LOSSES:
+                return key, kinds, {"loss": rest}
+    raise KeyError(f"no library kernel {name!r}")
+
+
+def signature(name: str, dtype):
+    """The one Numba signature kernel ``name`` is compiled for, in ``dtype``."""
+    from numba import from_dtype, types
+    real = types.Array(from_dtype(np.dtype(dtype)), 2, "C")
+    vec = types.Array(from_dtype(np.dtype(dtype)), 1, "C")
+    key, kinds, fields = _template(name)
+    labels = types.Array(types.int64, 1, "C")
+    target = real
+    if "loss" in fields and LOSSES[fields["loss"]].targets == "labels":
+        target = labels
+    kind = {"m": real, "v": vec, "L": labels, "t": target,
+            "s": types.Array(types.float64, 1, "C"), "b": types.boolean,
+            "i": types.int64, "f": types.float64}
+    ret = types.float64 if _INSTRUCTIONS[key][1] else types.void
+    return ret(*[kind[k] for k in kinds])
+
+
+def source(dtype, cached: bool = False) -> str:
+    """The library module for ``dtype``: constants, scalar math, then every kernel."""
+    dtype = np.dtype(dtype)
+    w = Writer()
+    w(f'"""graphnn kernel library, {dtype.name}: shape-free kernels, one per instruction.')
+    w()
+    w("Every architecture's generated code calls these (see CompiledModel.source());")
+    w("each is compiled for one signature the first time a model needs it, then cached.")
+    w('"""')
+    for line in ("import math", "", "import numpy as np", "from numba import njit", "",
+                 f"real = np.{dtype.name}"):
+        w(line)
+    acts = with_dependencies(sorted(ACTIVATIONS))
+    consts = dict(NUMERIC_CONSTANTS)
+    for a in acts:
+        consts.update(a.forward_for(dtype.name)[1])
+    for k, v in consts.items():
+        w(f"{k} = real({v!r})")
+    w(f"UNIT = real({UNIT!r})       # uniform(): 24 random bits -> [0, 1)")
+    w()
+    w()
+    w("# " + "-" * 20 + " scalar math (graphnn/ops), inlined into the kernels " + "-" * 20)
+    w()
+    helpers = []
+    for a in acts:
+        helpers += [h for h in a.helpers_for(dtype.name) if h not in helpers]
+    scalars = helpers + [s for a in acts for s in (a.forward_for(dtype.name)[0],
+                                                    a.grad_for(dtype.name))]
+    scalars += list(SOFTMAX_SOURCE) + [UNIFORM_SOURCE, _PRODUCT]
+    for loss in LOSSES.values():
+        scalars += [loss.source] + ([loss.correct] if loss.correct else [])
+    for s in scalars:
+        _function(w, INLINE_JIT, s)
+    w("# " + "-" * 30 + " kernels " + "-" * 30)
+    w()
+    jit = f'@njit(cache={cached}, error_model="numpy")'
+    for name in kernel_names():
+        key, _, fields = _template(name)
+        text = _INSTRUCTIONS[key][2]
+        if "loss" in fields:
+            loss = LOSSES[fields["loss"]]
+            text = _stats_source(loss) if key == "stats_{loss}" else \
+                text.format(loss=loss.name, formula=loss.formula)
+        elif fields:
+            text = text.format(**fields)
+        _function(w, jit, text.strip("\n"))
+    return w.text().rstrip("\n") + "\n"
+
+
+def _function(w: Writer, decorator: str, text: str):
+    w(decorator)
+    for line in text.splitlines():
+        w(line)
+    w()
+    w()
+
+
+class Library:
+    """One dtype's kernels: the module (from the compile cache when it can be used), and
+    ``kernel(name)``, which compiles (or loads) a kernel for its signature on first use."""
+
+    def __init__(self, dtype):
+        self.dtype = np.dtype(dtype)
+        built = {}
+
+        def generate(cached: bool) -> str:
+            built["cached"] = cached
+            return source(self.dtype, cached)
+
+        self.source, self.namespace = cache.build(generate)
+        self.cached = built["cached"]
+        self._lock = threading.Lock()
+
+    def kernel(self, name: str):
+        """The dispatcher of kernel ``name``, compiled for its one signature.  Further
+        compiles are disabled: a call with other argument types is an error, not a
+        silent second compile."""
+        k = self.namespace[name]
+        with self._lock:
+            if not k.overloads:
+                k.compile(signature(name, self.dtype).args)
+                k.disable_compile()
+        return k
+
+    def is_compiled(self, name: str) -> bool:
+        """Whether ``kernel(name)`` has nothing to compile (loaded, or in the disk cache)."""
+        k = self.namespace[name]
+        return bool(k.overloads) or (self.cached and cache.in_index(
+            k, signature(name, self.dtype).args))
+
+
+_libraries: dict[str, Library] = {}
+_libraries_lock = threading.Lock()
+
+
+def library(dtype) -> Library:
+    """The library for ``dtype``, built once per process."""
+    name = np.dtype(dtype).name
+    with _libraries_lock:
+        if name not in _libraries:
+            _libraries[name] = Library(name)
+        return _libraries[name]
