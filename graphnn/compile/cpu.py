@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
+import types
 import warnings
 
 import numba
@@ -20,7 +21,7 @@ import numpy as np
 
 from .. import ir
 from ..ops.dropout import DROPOUT_KEY_SOURCE
-from . import cache, library
+from . import cache, library, views
 from .codegen import NUMERIC_CONSTANTS, Writer
 from .plan import Plan, structural_kind
 
@@ -28,10 +29,9 @@ from .plan import Plan, structural_kind
 #   KERNEL  compiled on its own and cached: train_epoch (the only one every new
 #           architecture compiles) and update (Python calls it for apply_gradients);
 #   INLINE  pasted into the caller by Numba before typing: forward, backward,
-#           loss_and_grads, train_step and the small scalar functions.  Python runs
-#           forward and loss_and_grads' callees as plain Python (.py_func) where it
-#           needs them alone; loss_and_grads itself compiles when a data-parallel
-#           trainer or net.loss_and_grads first calls it;
+#           loss_and_grads, train_step and the small scalar functions (predict and
+#           evaluate run forward as plain Python; loss_and_grads itself compiles when a
+#           data-parallel trainer or net.loss_and_grads first calls it);
 #   PYTHON  plain Python around kernel calls, run once per batch of rows: predict,
 #           evaluate.
 KERNEL, INLINE, PYTHON = "kernel", "inline", "python"
@@ -186,7 +186,7 @@ class CpuModule:
         self._slots: dict = {}
         self._vars, self._about = self._variables()
         self.loss_kernel, self.stats_kernel = f"loss_{plan.loss.name}", f"stats_{plan.loss.name}"
-        self.kernels: list[str] = kernels_of(plan)     # the order of the `kernels` tuple
+        self.kernels: list[str] = kernels_of(plan)     # the order of the `kernels` array
 
     # -- names and run-time numbers ------------------------------------------------------
     def _variables(self) -> tuple[dict, dict]:
@@ -237,13 +237,11 @@ class CpuModule:
 
     def _block(self, buf: str, rows: str = "n") -> str:
         """Source of the first `rows` rows of arena block `buf`: the block at column c, w wide,
-        holds cap rows from element c * cap on.  Written out as a slice, not as a call to
-        a helper: an inlined helper at every view costs compile time."""
+        holds cap rows from element c * cap on (``views.view``: cheap to compile)."""
         col, width = self.plan.arena[buf]
         k = self.int_slot(col, f"{self._about[buf]}: first column", key=("block", buf))
         self.int_slot(width, f"{self._about[buf]}: width", key=("width", buf))
-        return (f"arena[layout[{k}] * cap:layout[{k}] * cap + {rows} * layout[{k + 1}]]"
-                f".reshape(({rows}, layout[{k + 1}]))")
+        return f"view(arena, layout[{k}] * cap, {rows}, layout[{k + 1}])"
 
     def _param(self, slot) -> str:
         k = self.int_slot(slot.offset, f"{self._about[slot.var]}: offset", key=("param", slot.var))
@@ -251,9 +249,8 @@ class CpuModule:
             self.int_slot(size, f"{self._about[slot.var]}: size of axis {d}",
                           key=("dim", slot.var, d))
         if len(slot.shape) == 2:
-            return (f"{{flat}}[layout[{k}]:layout[{k}] + layout[{k + 1}] * layout[{k + 2}]]"
-                    f".reshape((layout[{k + 1}], layout[{k + 2}]))")
-        return f"{{flat}}[layout[{k}]:layout[{k}] + layout[{k + 1}]]"
+            return f"view({{flat}}, layout[{k}], layout[{k + 1}], layout[{k + 2}])"
+        return f"vector({{flat}}, layout[{k}], layout[{k + 1}])"
 
     # views at the top of a function, for the buffers its instructions touch
     def _declare(self, steps, extra=()):
@@ -284,14 +281,17 @@ class CpuModule:
             col, width = p.arena["tmp"]
             k = self.int_slot(col, "scratch: first column", key=("block", "tmp"))
             self.int_slot(width, "scratch: width", key=("width", "tmp"))
-            w(f"scratch = arena[layout[{k}] * cap:(layout[{k}] + layout[{k + 1}]) * cap]")
+            w(f"scratch = vector(arena, layout[{k}] * cap, layout[{k + 1}] * cap)")
 
     def _unpack(self, names):
         """Bind the library kernels ``names`` from the ``kernels`` tuple, by position."""
-        names = list(dict.fromkeys(names))
-        if names:
-            self.w(", ".join(names) + " = " + ", ".join(
-                f"kernels[{self.kernels.index(k)}]" for k in names))
+        for name in dict.fromkeys(names):
+            self.w(f"{name} = {self.kernel_ref(name)}")
+
+    def kernel_ref(self, name: str) -> str:
+        """Source of library kernel `name` as a function value: ``kernels`` holds the
+        addresses of the compiled kernels, in the order listed in the header."""
+        return f'kernel(kernels, {self.kernels.index(name)}, "{name}", real)'
 
     def _steps(self, steps):
         w = self.w
@@ -337,11 +337,13 @@ class CpuModule:
         w("import numpy as np")
         w("from numba import njit")
         w()
+        w("from graphnn.compile.views import kernel, vector, view")
+        w()
         w(f"real = np.{self.dtype.name}")
         for k, v in NUMERIC_CONSTANTS.items():      # for the optimizer's and schedule's math
             w(f"{k} = real({v!r})")
         w()
-        w("# kernels[k], library kernels:")
+        w("# kernels[k], int64: the address of library kernel k's compiled code")
         for k, name in enumerate(self.kernels):
             w(f"#   {k:3d}  {name}")
         w("# layout[k], one int64 each:")
@@ -420,7 +422,7 @@ def loss_and_grads(kernels, params, grads, arena, x, y, w, layout{drop}):
     \"\"\"Mean {loss.name} loss over the rows of x (weighted by w if not empty), and
     its gradient in grads{keydoc}.  Nothing is updated: a data-parallel trainer
     can sum grads across processes before update().\"\"\"
-    loss = kernels[{self.kernels.index(self.loss_kernel)}]
+    loss = {self.kernel_ref(self.loss_kernel)}
     n = x.shape[0]
     cap = arena.size // layout[0]
     z = {self._logits('x', 'key', 'row0')}
@@ -437,9 +439,10 @@ def train_step(kernels, params, grads, state, arena, x, y, w, lr, step, layout, 
     return value""".strip("\n"), INLINE)
         self._train_epoch()
         w("# " + "-" * 20 + " plain Python: kernel calls per batch of rows " + "-" * 20)
-        w("# These run the glue above as Python (.py_func): each library kernel is called")
-        w("# through its dispatcher, so they cost no compile of their own; the Python")
-        w("# around them runs once per `cap` rows, not per row.")
+        w("# These, and the glue they call, run as plain Python: the backend runs them in a")
+        w("# copy of this module where every function above is its Python original and")
+        w("# view / vector are NumPy slices.  Each library kernel is called through its")
+        w("# dispatcher, so they cost no compile; the Python runs once per `cap` rows.")
         w()
         self._function("""
 def predict(kernels, params, arena, X, out, layout):
@@ -448,14 +451,14 @@ def predict(kernels, params, arena, X, out, layout):
     rows = X.shape[0]
     for start in range(0, rows, cap):
         stop = min(start + cap, rows)
-        out[start:stop] = forward.py_func(kernels, params, arena, X[start:stop], layout)""".strip("\n"),
+        out[start:stop] = forward(kernels, params, arena, X[start:stop], layout)""".strip("\n"),
                        PYTHON)
         self._function(f"""
 def evaluate(kernels, params, arena, X, Y, stats, layout, hyper):
     \"\"\"Summed loss (per-batch mean times rows) over all rows of X, no dropout;
     the metrics' sums are added into stats.\"\"\"
-    loss = kernels[{self.kernels.index(self.loss_kernel)}]
-    batch_stats = kernels[{self.kernels.index(self.stats_kernel)}]
+    loss = {self.kernel_ref(self.loss_kernel)}
+    batch_stats = {self.kernel_ref(self.stats_kernel)}
     cap = arena.size // layout[0]
     rows = X.shape[0]
     total = 0.0
@@ -464,7 +467,7 @@ def evaluate(kernels, params, arena, X, Y, stats, layout, hyper):
         stop = min(start + cap, rows)
         n = stop - start
         y = Y[start:stop]
-        z = {self._logits('X[start:stop]', '-1', '0', python=True)}
+        z = {self._logits('X[start:stop]', '-1', '0')}
         dz = {self._block(p.dlogits.name)}
         total += n * loss(z, y, equal, dz)
         batch_stats(z, y, stats)
@@ -472,16 +475,14 @@ def evaluate(kernels, params, arena, X, Y, stats, layout, hyper):
         body = w.lines
         return "\n".join(self._header() + body).rstrip("\n") + "\n"
 
-    def _logits(self, x: str, key: str, row0: str, python: bool = False) -> str:
+    def _logits(self, x: str, key: str, row0: str) -> str:
         """Source of the call that computes the logits the loss reads, for input `x`.
 
         Without a fused output or dropout they are forward()'s output.  With dropout,
-        `key` seeds the masks (training) or is -1 (evaluate: no dropout).  ``python``:
-        the call runs the glue as Python (its ``py_func``), for the plain-Python paths.
+        `key` seeds the masks (training) or is -1 (evaluate: no dropout).
         """
         p = self.plan
         name = "forward_logits" if (p.fused or p.dropout) else "forward"
-        name += ".py_func" if python else ""
         if not p.dropout:
             return f"{name}(kernels, params, arena, {x}, layout)"
         return f"{name}(kernels, params, arena, {x}, layout, hyper, {key}, {row0})"
@@ -523,7 +524,7 @@ def train_epoch(kernels, params, grads, state, arena, X, Y, W, order, first, las
     order) and take a training step.  `step` counts the steps before this call, `seed`
     seeds the dropout masks, W holds row weights (or is empty).  Each batch's mean loss
     goes to losses[b]; metric sums are added into stats.  Returns sum of loss * rows.\"\"\"
-    batch_stats = kernels[{self.kernels.index(self.stats_kernel)}]
+    batch_stats = {self.kernel_ref(self.stats_kernel)}
     rows, d = X.shape{width}
     cap = arena.size // layout[0]
     total = 0.0
@@ -578,19 +579,22 @@ class CpuBackend:
         module, self.use_cache = built["module"], built["cached"]
         self.layout = np.array(module.ints, np.int64)
         self.hyper = np.array(module.reals, np.float64)
+        self.python = _as_python(self.glue, self.library)     # predict, evaluate
         self.kernel_names = tuple(module.kernels)
         self.stats_kernel = module.stats_kernel
-        self._kernels = None                 # the library kernels, once compiled
+        self._kernels = None                 # their addresses, once compiled
 
     @property
     def library_source(self) -> str:
         return self.library.source
 
     @property
-    def kernels(self) -> tuple:
-        """The library kernels the glue calls, in its order (compiled on first use)."""
+    def kernels(self) -> np.ndarray:
+        """The addresses of the library kernels the glue calls, in its order (each
+        compiled, or loaded from the cache, on first use)."""
         if self._kernels is None:
-            self._kernels = tuple(self.library.kernel(k) for k in self.kernel_names)
+            self._kernels = np.array([self.library.address(k) for k in self.kernel_names],
+                                     np.int64)
         return self._kernels
 
     def train_epoch(self, params, grads, state, arena, X, Y, W, order, first, last, batch_size,
@@ -602,10 +606,10 @@ class CpuBackend:
                                             self.hyper)
 
     def predict(self, params, arena, X, out):
-        return self.glue["predict"](self.kernels, params, arena, X, out, self.layout)
+        return self.python["predict"](self.kernels, params, arena, X, out, self.layout)
 
     def evaluate(self, params, arena, X, Y, stats):
-        return self.glue["evaluate"](self.kernels, params, arena, X, Y, stats, self.layout,
+        return self.python["evaluate"](self.kernels, params, arena, X, Y, stats, self.layout,
                                      self.hyper)
 
     def batch_stats(self, z, y, stats):
@@ -647,11 +651,10 @@ class CpuBackend:
             args += (t(self.hyper), i64, i64)
         _compile_once(self.glue["loss_and_grads"], args)
 
-    def _kernels_type(self):
-        """The Numba type of the kernels tuple: a first-class function type per kernel."""
-        with _first_class():
-            return numba.types.Tuple([numba.types.FunctionType(
-                library.signature(k, self.dtype)) for k in self.kernel_names])
+    @staticmethod
+    def _kernels_type():
+        """The Numba type of the kernels' addresses."""
+        return numba.types.Array(numba.types.int64, 1, "C")
 
     def is_compiled(self, labels: bool) -> bool:
         """Whether compile() has nothing to build: the glue and the library kernels it calls
@@ -698,6 +701,20 @@ class CpuBackend:
     def to_host(array: np.ndarray) -> np.ndarray:
         return array
 
+
+
+def _as_python(glue: dict, lib) -> dict:
+    """A copy of the glue module's namespace where each of its functions is its Python
+    original, views are NumPy slices and ``kernel()`` gives the library kernel's
+    dispatcher: what predict and evaluate run in (they cost no compile, and call the same
+    compiled library kernels)."""
+    python = dict(glue, view=views.python_view, vector=views.python_vector,
+                  kernel=lambda addresses, index, name, real: lib.kernel(name))
+    for name, value in glue.items():
+        f = getattr(value, "py_func", value)
+        if isinstance(f, types.FunctionType) and f.__module__ == glue["__name__"]:
+            python[name] = types.FunctionType(f.__code__, python, name, f.__defaults__)
+    return python
 
 
 _compile_lock = threading.Lock()     # Numba compiles one function at a time anyway

@@ -52,7 +52,16 @@ def matmul_add(a, b, out, scratch, ta, tb):
 def bias_act_{act}(out, z, bias):
     """out = {act}(z + bias) (no bias if it is empty); out may be z itself."""
     n, k = out.shape
-    if bias.size == 0:
+    if out.ctypes.data == z.ctypes.data:    # in place: one array, so the loops vectorise
+        if bias.size == 0:
+            for i in range(n):
+                for j in range(k):
+                    out[i, j] = {act}(out[i, j])
+        else:
+            for i in range(n):
+                for j in range(k):
+                    out[i, j] = {act}(out[i, j] + bias[j])
+    elif bias.size == 0:
         for i in range(n):
             for j in range(k):
                 out[i, j] = {act}(z[i, j])
@@ -62,11 +71,20 @@ def bias_act_{act}(out, z, bias):
                 out[i, j] = {act}(z[i, j] + bias[j])'''),
     "act_grad_{act}": ("mmmmvb", False, '''
 def act_grad_{act}(gx, gy, x, y, colsum, acc):
-    """gx (= or += if acc) gy * {act}'(x, y); colsum = its column sums unless empty."""
+    """gx (= or += if acc) gy * {act}'(x, y); colsum = its column sums unless empty.
+    gx may be gy itself (then acc is False)."""
     n, k = gx.shape
     sums = colsum.size > 0
     if sums:
         colsum[:] = zero
+    if gx.ctypes.data == gy.ctypes.data:    # in place: one array, so the loops vectorise
+        for i in range(n):
+            for j in range(k):
+                g = gx[i, j] * {act}_grad(x[i, j], y[i, j])
+                gx[i, j] = g
+                if sums:
+                    colsum[j] += g
+        return
     for i in range(n):
         for j in range(k):
             g = gy[i, j] * {act}_grad(x[i, j], y[i, j])
@@ -326,6 +344,13 @@ class Library:
                 k.compile(signature(name, self.dtype).args)
                 k.disable_compile()
         return k
+
+    def address(self, name: str) -> int:
+        """Where kernel ``name``'s compiled code starts (Numba's calling convention): the
+        glue calls it from there (``views.kernel``).  The dispatcher stays in this
+        library's namespace for the life of the process, and with it the code."""
+        from numba.experimental.function_type import _get_jit_address
+        return _get_jit_address(self.kernel(name), signature(name, self.dtype))
 
     def is_compiled(self, name: str) -> bool:
         """Whether ``kernel(name)`` has nothing to compile (loaded, or in the disk cache)."""

@@ -1,0 +1,102 @@
+"""Views into a flat buffer for the generated CPU glue, cheap to compile.
+
+The glue (``cpu.py``) makes a 2-D view of the arena or the parameter buffer for every
+operand of every kernel call.  Written as ``flat[a:a + n * k].reshape((n, k))``, each view
+costs Numba about 0.13 s to lower (slicing and reshaping are general, and every check
+in them is built anew), so a new architecture spent seconds making views.  These two
+intrinsics build the array directly: a pointer, a shape and strides, and one bounds
+check (the view must lie inside ``flat``: an ``IndexError`` otherwise, never a read past
+its end).  The view shares ``flat``'s memory and keeps it alive, as a slice would.
+"""
+from __future__ import annotations
+
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+from numba.np.arrayobj import make_array, populate_array
+
+
+def _view(context, builder, flat_type, flat, start, shape, out_type):
+    src = make_array(flat_type)(context, builder, flat)
+    size = shape[0] if len(shape) == 1 else builder.mul(shape[0], shape[1])
+    zero = context.get_constant(types.intp, 0)
+    end = builder.add(start, size)
+    bad = builder.or_(builder.or_(builder.icmp_signed("<", start, zero),
+                                  builder.icmp_signed("<", size, zero)),
+                      builder.icmp_signed(">", end, src.nitems))
+    for dim in shape:
+        bad = builder.or_(bad, builder.icmp_signed("<", dim, zero))
+    with cgutils.if_unlikely(builder, bad):
+        context.call_conv.return_user_exc(builder, IndexError,
+                                          ("graphnn: a view would leave its buffer",))
+    out = make_array(out_type)(context, builder)
+    itemsize = src.itemsize
+    strides = [itemsize] if len(shape) == 1 else [builder.mul(shape[1], itemsize), itemsize]
+    populate_array(out, data=builder.gep(src.data, [start]),
+                   shape=cgutils.pack_array(builder, list(shape)),
+                   strides=cgutils.pack_array(builder, strides),
+                   itemsize=itemsize, meminfo=src.meminfo)
+    result = out._getvalue()
+    context.nrt.incref(builder, out_type, result)
+    return result
+
+
+@intrinsic
+def view(typingctx, flat, start, rows, cols):
+    """``flat[start:start + rows * cols]`` as a C-contiguous (rows, cols) array."""
+    out_type = types.Array(flat.dtype, 2, "C")
+
+    def codegen(context, builder, sig, args):
+        return _view(context, builder, sig.args[0], args[0], args[1], args[2:], out_type)
+    return out_type(flat, types.intp, types.intp, types.intp), codegen
+
+
+@intrinsic
+def vector(typingctx, flat, start, size):
+    """``flat[start:start + size]`` as a C-contiguous vector."""
+    out_type = types.Array(flat.dtype, 1, "C")
+
+    def codegen(context, builder, sig, args):
+        return _view(context, builder, sig.args[0], args[0], args[1], args[2:], out_type)
+    return out_type(flat, types.intp, types.intp), codegen
+
+
+# The same, in Python: the glue's plain-Python paths (predict, evaluate) run with these.
+def python_view(flat, start, rows, cols):
+    _check(flat, start, rows * cols, rows, cols)
+    return flat[start:start + rows * cols].reshape((rows, cols))
+
+
+def python_vector(flat, start, size):
+    _check(flat, start, size, size)
+    return flat[start:start + size]
+
+
+def _check(flat, start, size, *dims):
+    if start < 0 or min(dims) < 0 or start + size > flat.size:
+        raise IndexError("graphnn: a view would leave its buffer")
+
+
+@intrinsic
+def kernel(typingctx, addresses, index, name, real):
+    """Library kernel ``name`` (a string literal) in dtype ``real``, as a first-class function
+    value, from its address: ``addresses[index]`` holds the address of its compiled code
+    (Numba's calling convention, so its exceptions propagate).  An array of addresses is
+    what the glue takes, instead of a tuple of dispatchers that Numba would have to type
+    and convert on every call (about 0.1 ms per kernel)."""
+    from . import library
+    if not isinstance(name, types.StringLiteral) or not isinstance(real, types.NumberClass):
+        return None
+    dtype = str(real.instance_type)
+    out_type = types.FunctionType(library.signature(name.literal_value, dtype))
+
+    def codegen(context, builder, sig, args):
+        addresses_v, index_v = args[0], args[1]
+        array = make_array(sig.args[0])(context, builder, addresses_v)
+        address = builder.load(cgutils.get_item_pointer(context, builder, sig.args[0], array,
+                                                        [index_v], wraparound=False))
+        value = cgutils.create_struct_proxy(out_type)(context, builder)
+        voidptr = context.get_value_type(types.voidptr)
+        value.jit_addr = builder.inttoptr(address, voidptr)
+        return value._getvalue()
+    return out_type(addresses, types.intp, name, real), codegen
