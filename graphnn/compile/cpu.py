@@ -66,7 +66,8 @@ def kernels_of(plan: Plan) -> list[str]:
     """The library kernels a plan's glue calls, in order of first use."""
     names = [k for s in plan.forward + plan.train_forward + plan.backward
              if not isinstance(s, ir.Comment) for k in kernel_of(s)]
-    names += [f"loss_{plan.loss.name}", f"stats_{plan.loss.name}"]
+    names += [f"loss_{plan.loss.name}", f"stats_{plan.loss.name}", "gather_rows",
+              "gather_weights"] + (["gather_labels"] if plan.loss.targets == "labels" else [])
     return list(dict.fromkeys(names))
 
 
@@ -503,10 +504,9 @@ def evaluate(kernels, params, arena, X, Y, stats, layout, hyper):
         plan = self.plan
         labels = plan.loss.targets == "labels"
         if labels:
-            ty, gather = "ybuf[:n]", "y[r] = Y[src]"
+            ty, gather = "vector(ybuf, 0, n)", "gather_labels"
         else:
-            ty = "ybuf[:n * k].reshape((n, k))"
-            gather = "for c in range(k):\n                y[r, c] = Y[src, c]"
+            ty, gather = "view(ybuf, 0, n, k)", "gather_rows"
         seeding = "\n        key = dropout_key(seed, b)   # this batch's dropout masks" \
             if plan.dropout else ""
         key = ", key, 0" if plan.dropout else ""
@@ -516,6 +516,8 @@ def evaluate(kernels, params, arena, X, Y, stats, layout, hyper):
             slots = [self.real_slot(v, f"schedule: {k}") for k, v in schedule.hyper().items()]
             lr = "real(schedule_lr(t, " + ", ".join(f"hyper[{s}]" for s in slots) + "))"
         z = self._block(plan.logits.name) if plan.logits.kind == "arena" else "x"
+        gather_y = "" if not labels else \
+            f"\n    gather_labels = {self.kernel_ref('gather_labels')}"
         width = "" if labels else "\n    k = Y.shape[1]"
         self._function(f"""
 def train_epoch(kernels, params, grads, state, arena, X, Y, W, order, first, last, batch_size,
@@ -525,22 +527,22 @@ def train_epoch(kernels, params, grads, state, arena, X, Y, W, order, first, las
     seeds the dropout masks, W holds row weights (or is empty).  Each batch's mean loss
     goes to losses[b]; metric sums are added into stats.  Returns sum of loss * rows.\"\"\"
     batch_stats = {self.kernel_ref(self.stats_kernel)}
+    gather_rows = {self.kernel_ref("gather_rows")}{gather_y}
+    gather_weights = {self.kernel_ref("gather_weights")}
     rows, d = X.shape{width}
     cap = arena.size // layout[0]
     total = 0.0
     for b in range(first, last):{seeding}
         start = b * batch_size
         n = min(batch_size, rows - start)
-        x = xbuf[:n * d].reshape((n, d))
+        x = view(xbuf, 0, n, d)
+        gather_rows(X, order, start, x)
         y = {ty}
-        w = wbuf[:n] if W.size > 0 else W
-        for r in range(n):
-            src = order[start + r]
-            for c in range(d):
-                x[r, c] = X[src, c]
-            {gather}
-            if W.size > 0:
-                w[r] = W[src]
+        {gather}(Y, order, start, y)
+        w = W
+        if W.size > 0:
+            w = vector(wbuf, 0, n)
+            gather_weights(W, order, start, w)
         t = step + b - first + 1
         value = train_step(kernels, params, grads, state, arena, x, y, w, {lr}, t, layout,
                            hyper{key})

@@ -178,6 +178,23 @@ def loss_{loss}(z, y, w, g):
             g[i, j] *= c
     return total'''),
     "stats_{loss}": ("mts", False, None),       # written by _stats_source
+    "gather_rows": ("mLim", False, '''
+def gather_rows(X, order, start, x):
+    """Row r of x = row order[start + r] of X: one batch of a shuffled epoch."""
+    for r in range(x.shape[0]):
+        src = order[start + r]
+        for c in range(x.shape[1]):
+            x[r, c] = X[src, c]'''),
+    "gather_labels": ("LLiL", False, '''
+def gather_labels(Y, order, start, y):
+    """y[r] = Y[order[start + r]]: one batch's class labels."""
+    for r in range(y.size):
+        y[r] = Y[order[start + r]]'''),
+    "gather_weights": ("vLiv", False, '''
+def gather_weights(W, order, start, w):
+    """w[r] = W[order[start + r]]: one batch's row weights."""
+    for r in range(w.size):
+        w[r] = W[order[start + r]]'''),
 }
 
 
