@@ -47,9 +47,9 @@ INLINE_JIT = '@njit(inline="always", error_model="numpy")'
 def kernel_of(s) -> list[str]:
     """The library kernels an instruction calls."""
     if isinstance(s, ir.MatMul):
-        return ["matmul_add" if s.acc else "matmul"]
+        return [("matmul_add" if s.acc else "matmul") + _transposes(s)]
     if isinstance(s, ir.BiasAct):
-        return [f"bias_act_{s.act}"]
+        return [f"bias_act_{s.act}" if s.bias is not None else f"act_{s.act}"]
     if isinstance(s, ir.ActGrad):
         return [f"act_grad_{s.act}"]
     if isinstance(s, ir.Sum):
@@ -71,17 +71,22 @@ def kernels_of(plan: Plan) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def _transposes(s: ir.MatMul) -> str:
+    """The kernel-name suffix of a product's transposes (library.TRANSPOSES)."""
+    return {(False, False): "", (True, False): "_at", (False, True): "_bt",
+            (True, True): "_atbt"}[s.ta, s.tb]
+
+
 def emit_matmul(m, s: ir.MatMul):
     args = f"{m.var(s.a)}, {m.var(s.b)}, {m.var(s.out)}"
-    if s.acc:
-        m.w(f"matmul_add({args}, scratch, {s.ta}, {s.tb})")
-    else:
-        m.w(f"matmul({args}, {s.ta}, {s.tb})")
+    m.w(f"{kernel_of(s)[0]}({args}" + (", scratch)" if s.acc else ")"))
 
 
 def emit_bias_act(m, s: ir.BiasAct):
-    bias = m.var(s.bias) if s.bias is not None else "none"
-    m.w(f"bias_act_{s.act}({m.var(s.out)}, {m.var(s.z)}, {bias})")
+    if s.bias is None:
+        m.w(f"act_{s.act}({m.var(s.out)}, {m.var(s.z)})")
+    else:
+        m.w(f"bias_act_{s.act}({m.var(s.out)}, {m.var(s.z)}, {m.var(s.bias)})")
 
 
 def emit_act_grad(m, s: ir.ActGrad):
@@ -267,9 +272,8 @@ class CpuModule:
         scratch = any(isinstance(s, ir.MatMul) and s.acc for s in steps)
         if any(b.kind == "arena" for b in used) or scratch:
             w("cap = arena.size // layout[0]")
-        if any((isinstance(s, ir.BiasAct) and s.bias is None)
-               or (isinstance(s, ir.ActGrad) and s.colsum is None) for s in steps):
-            w("none = params[:0]   # an empty vector: no bias, no column sums")
+        if any(isinstance(s, ir.ActGrad) and s.colsum is None for s in steps):
+            w("none = params[:0]   # an empty vector: no column sums")
         for b in used:
             if b.kind in ("param", "grad"):
                 slot = p.param_vars[b.name]

@@ -34,41 +34,45 @@ INLINE_JIT = '@njit(inline="always", error_model="numpy")'
 # -- the kernels --------------------------------------------------------------------------
 # name -> (argument kinds, returns a float64, source).  Kinds: m a (rows, cols) matrix, v a
 # vector, L int64 labels, t the loss's targets (labels or a matrix), s float64 sums,
-# b bool, i int64, f float64.  "{act}" kernels exist once per activation.
+# b bool, i int64, f float64.  "{act}" kernels exist once per activation, "{loss}" kernels
+# once per loss, "{t}" kernels once per combination of transposes (TRANSPOSES).
 _INSTRUCTIONS = {
-    "matmul": ("mmmbb", False, '''
-def matmul(a, b, out, ta, tb):
-    """out = op(a) @ op(b), op a transpose where ta / tb (BLAS, no copy)."""
-    product(a, b, out, ta, tb)'''),
-    "matmul_add": ("mmmvbb", False, '''
-def matmul_add(a, b, out, scratch, ta, tb):
-    """out += op(a) @ op(b): the product goes to scratch first (BLAS writes, never adds)."""
+    "matmul{t}": ("mmm", False, '''
+def matmul{t}(a, b, out):
+    """out = {product} (BLAS, transposes as flags, no copy)."""
+    np.dot({a}, {b}, out)'''),
+    "matmul_add{t}": ("mmmv", False, '''
+def matmul_add{t}(a, b, out, scratch):
+    """out += {product}: the product goes to scratch first (BLAS writes, never adds)."""
     tmp = scratch[:out.size].reshape(out.shape)
-    product(a, b, tmp, ta, tb)
+    np.dot({a}, {b}, tmp)
     for i in range(out.shape[0]):
         for j in range(out.shape[1]):
             out[i, j] += tmp[i, j]'''),
     "bias_act_{act}": ("mmv", False, '''
 def bias_act_{act}(out, z, bias):
-    """out = {act}(z + bias) (no bias if it is empty); out may be z itself."""
+    """out = {act}(z + bias); out may be z itself."""
     n, k = out.shape
-    if out.ctypes.data == z.ctypes.data:    # in place: one array, so the loops vectorise
-        if bias.size == 0:
-            for i in range(n):
-                for j in range(k):
-                    out[i, j] = {act}(out[i, j])
-        else:
-            for i in range(n):
-                for j in range(k):
-                    out[i, j] = {act}(out[i, j] + bias[j])
-    elif bias.size == 0:
+    if out.ctypes.data == z.ctypes.data:    # in place: one array, so the loop vectorises
         for i in range(n):
             for j in range(k):
-                out[i, j] = {act}(z[i, j])
+                out[i, j] = {act}(out[i, j] + bias[j])
     else:
         for i in range(n):
             for j in range(k):
                 out[i, j] = {act}(z[i, j] + bias[j])'''),
+    "act_{act}": ("mm", False, '''
+def act_{act}(out, z):
+    """out = {act}(z); out may be z itself."""
+    n, k = out.shape
+    if out.ctypes.data == z.ctypes.data:    # in place: one array, so the loop vectorises
+        for i in range(n):
+            for j in range(k):
+                out[i, j] = {act}(out[i, j])
+    else:
+        for i in range(n):
+            for j in range(k):
+                out[i, j] = {act}(z[i, j])'''),
     "act_grad_{act}": ("mmmmvb", False, '''
 def act_grad_{act}(gx, gy, x, y, colsum, acc):
     """gx (= or += if acc) gy * {act}'(x, y); colsum = its column sums unless empty.
@@ -198,20 +202,6 @@ def gather_weights(W, order, start, w):
 }
 
 
-# The one BLAS call of the product kernels (inlined into each).
-_PRODUCT = '''
-def product(a, b, out, ta, tb):
-    """out = op(a) @ op(b) through BLAS, transposes as flags (no copies)."""
-    if ta and tb:
-        np.dot(a.T, b.T, out)
-    elif ta:
-        np.dot(a.T, b, out)
-    elif tb:
-        np.dot(a, b.T, out)
-    else:
-        np.dot(a, b, out)'''.strip("\n")
-
-
 def _stats_source(loss) -> str:
     """Metric sums of one batch for a loss: [correct, squared error, absolute error]."""
     lines = [f"def stats_{loss.name}(z, y, stats):",
@@ -231,33 +221,33 @@ def _stats_source(loss) -> str:
     return "\n".join(lines)
 
 
+# A product's transposes: kernel-name suffix -> (first operand, second operand, formula).
+TRANSPOSES = {"": ("a", "b", "a @ b"), "_at": ("a.T", "b", "a^T @ b"),
+              "_bt": ("a", "b.T", "a @ b^T"), "_atbt": ("a.T", "b.T", "a^T @ b^T")}
+
+
+def _variants(key: str) -> list[dict]:
+    """The fields of every kernel a template key stands for."""
+    if "{act}" in key:
+        return [{"act": a} for a in ACTIVATIONS]
+    if "{loss}" in key:
+        return [{"loss": l} for l in LOSSES]
+    if "{t}" in key:
+        return [{"t": t} for t in TRANSPOSES]
+    return [{}]
+
+
 def kernel_names() -> list[str]:
     """Every kernel of the library, in the order of its source."""
-    names = []
-    for name in _INSTRUCTIONS:
-        if "{act}" in name:
-            names += [name.format(act=a) for a in ACTIVATIONS]
-        elif "{loss}" in name:
-            names += [name.format(loss=l) for l in LOSSES]
-        else:
-            names.append(name)
-    return names
+    return [key.format(**f) for key in _INSTRUCTIONS for f in _variants(key)]
 
 
 def _template(name: str) -> tuple[str, str, dict]:
     """(template key, kinds, fields) of a kernel name."""
     for key, (kinds, _, _) in _INSTRUCTIONS.items():
-        if "{" not in key:
-            if key == name:
-                return key, kinds, {}
-            continue
-        head = key.split("{")[0]
-        if name.startswith(head):
-            rest = name[len(head):]
-            if "{act}" in key and rest in ACTIVATIONS:
-                return key, kinds, {"act": rest}
-            if "{loss}" in key and rest in LOSSES:
-                return key, kinds, {"loss": rest}
+        for fields in _variants(key):
+            if key.format(**fields) == name:
+                return key, kinds, fields
     raise KeyError(f"no library kernel {name!r}")
 
 
@@ -306,14 +296,15 @@ def source(dtype, cached: bool = False) -> str:
         helpers += [h for h in a.helpers_for(dtype.name) if h not in helpers]
     scalars = helpers + [s for a in acts for s in (a.forward_for(dtype.name)[0],
                                                     a.grad_for(dtype.name))]
-    scalars += list(SOFTMAX_SOURCE) + [UNIFORM_SOURCE, _PRODUCT]
+    scalars += list(SOFTMAX_SOURCE) + [UNIFORM_SOURCE]
     for loss in LOSSES.values():
         scalars += [loss.source] + ([loss.correct] if loss.correct else [])
     for s in scalars:
         _function(w, INLINE_JIT, s)
     w("# " + "-" * 30 + " kernels " + "-" * 30)
     w()
-    jit = f'@njit(cache={cached}, error_model="numpy")'
+    # no C wrapper: the glue calls a kernel at its own address (Numba's calling convention)
+    jit = f'@njit(cache={cached}, error_model="numpy", no_cfunc_wrapper=True)'
     for name in kernel_names():
         key, _, fields = _template(name)
         text = _INSTRUCTIONS[key][2]
@@ -321,6 +312,9 @@ def source(dtype, cached: bool = False) -> str:
             loss = LOSSES[fields["loss"]]
             text = _stats_source(loss) if key == "stats_{loss}" else \
                 text.format(loss=loss.name, formula=loss.formula)
+        elif "t" in fields:
+            a, b, product = TRANSPOSES[fields["t"]]
+            text = text.format(t=fields["t"], a=a, b=b, product=product)
         elif fields:
             text = text.format(**fields)
         _function(w, jit, text.strip("\n"))
