@@ -155,3 +155,23 @@ def test_sample_weights_checked_in_the_model_dtype(small_classifier, weight, mat
     # in range, mixed sizes: fine (only the ratios matter)
     net.fit(X, y, epochs=1, sample_weight=np.r_[np.full(10, 1e-30), np.full(10, 1e30)])
     net.set_params(before)
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+def test_read_only_data_is_accepted(loss):
+    """Read-only inputs and targets (memory-mapped data sets, arrays of other libraries)
+    train, evaluate and give gradients like writable ones: graphnn copies them."""
+    import graphnn as gn
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20, 4))
+    y = np.arange(20) % 3 if loss == "cross_entropy" else rng.normal(size=(20, 3))
+    nets = [gn.Sequential([gn.Dense(5, activation="tanh"), gn.Dense(3)], input_dim=4).compile(
+        loss=loss, dtype="float64", seed=0) for _ in range(2)]
+    ro_X, ro_y = X.copy(), y.copy()
+    ro_X.setflags(write=False)
+    ro_y.setflags(write=False)
+    for net, (a, b) in zip(nets, [(X, y), (ro_X, ro_y)]):
+        net.fit(a, b, epochs=2, batch_size=8, sample_weight=np.linspace(1, 2, 20), verbose=0)
+    assert nets[0].evaluate(X, y) == nets[1].evaluate(ro_X, ro_y)
+    np.testing.assert_array_equal(nets[0].loss_and_grads(X, y)[1]["dense.weight"],
+                                  nets[1].loss_and_grads(ro_X, ro_y)[1]["dense.weight"])

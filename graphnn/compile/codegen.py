@@ -3,6 +3,9 @@ from __future__ import annotations
 
 from ..ops.activations import ACTIVATIONS, with_dependencies
 
+# How the CPU generators mark a small function Numba pastes into its callers.
+INLINE_JIT = '@njit(inline="always", error_model="numpy")'
+
 # Constants every generated module defines in its own dtype (``real(...)``).
 NUMERIC_CONSTANTS = {"zero": 0.0, "one": 1.0, "two": 2.0, "half": 0.5}
 

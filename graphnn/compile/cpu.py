@@ -22,7 +22,7 @@ import numpy as np
 from .. import ir
 from ..ops.dropout import DROPOUT_KEY_SOURCE
 from . import cache, library, views
-from .codegen import NUMERIC_CONSTANTS, Writer
+from .codegen import INLINE_JIT, NUMERIC_CONSTANTS, Writer
 from .plan import Plan, structural_kind
 
 # How the generated functions are compiled:
@@ -35,7 +35,6 @@ from .plan import Plan, structural_kind
 #   PYTHON  plain Python around kernel calls, run once per batch of rows: predict,
 #           evaluate.
 KERNEL, INLINE, PYTHON = "kernel", "inline", "python"
-INLINE_JIT = '@njit(inline="always", error_model="numpy")'
 
 
 # -- one emitter per instruction ----------------------------------------------------------
@@ -170,7 +169,7 @@ _PARAM_STEM = {"weight": "W", "bias": "b"}
 
 # -- the module ----------------------------------------------------------------------------
 class CpuModule:
-    """Generates the source of the CPU kernels for one plan and one dtype.
+    """Generates the source of the CPU glue for one plan and one dtype.
 
     The source depends only on the model's structure: variables are named by node index
     (``h2`` is node 2's output, ``W1`` node 1's weight), and every number that changes
@@ -260,7 +259,7 @@ class CpuModule:
 
     # views at the top of a function, for the buffers its instructions touch
     def _declare(self, steps, extra=()):
-        """The first lines of a function: its kernels (from the ``kernels`` tuple), and a
+        """The first lines of a function: its kernels (from the ``kernels`` addresses), and a
         view for each buffer its instructions touch."""
         w, p = self.w, self.plan
         self._unpack([k for st in steps if not isinstance(st, ir.Comment)
@@ -273,7 +272,7 @@ class CpuModule:
         if any(b.kind == "arena" for b in used) or scratch:
             w("cap = arena.size // layout[0]")
         if any(isinstance(s, ir.ActGrad) and s.colsum is None for s in steps):
-            w("none = params[:0]   # an empty vector: no column sums")
+            w("none = vector(params, 0, 0)   # an empty vector: no column sums")
         for b in used:
             if b.kind in ("param", "grad"):
                 slot = p.param_vars[b.name]
@@ -289,7 +288,7 @@ class CpuModule:
             w(f"scratch = vector(arena, layout[{k}] * cap, layout[{k + 1}] * cap)")
 
     def _unpack(self, names):
-        """Bind the library kernels ``names`` from the ``kernels`` tuple, by position."""
+        """Bind the library kernels ``names``, each from its address in ``kernels``."""
         for name in dict.fromkeys(names):
             self.w(f"{name} = {self.kernel_ref(name)}")
 
@@ -327,8 +326,8 @@ class CpuModule:
         w()
         w("Every loop is a kernel of graphnn's library (graphnn/compile/library.py; the")
         w("model's library_source() shows it), compiled once per machine for any shape.")
-        w("They come in the tuple `kernels`, as first-class functions: Numba calls them")
-        w("through their address, so only this glue compiles for a new architecture.")
+        w("`kernels` holds their addresses; kernel() makes each a first-class function, so")
+        w("Numba calls it there and only this glue compiles for a new architecture.")
         w()
         w("No size, name or hyperparameter is written here: every model of this structure,")
         w("whatever its widths, runs this code.  The numbers come at run time in two arrays")
@@ -348,9 +347,13 @@ class CpuModule:
         for k, v in NUMERIC_CONSTANTS.items():      # for the optimizer's and schedule's math
             w(f"{k} = real({v!r})")
         w()
-        w("# kernels[k], int64: the address of library kernel k's compiled code")
+        w("# kernels[k], int64: the address of library kernel k's compiled code, whose")
+        w("# signature follows (kernel() types the call by it).  The signatures and the")
+        w(f"# library's fingerprint ({library.fingerprint()}) are part of this text, so a")
+        w("# changed library never meets a cached glue compiled against the old one.")
         for k, name in enumerate(self.kernels):
-            w(f"#   {k:3d}  {name}")
+            sig = library.signature(name, self.dtype)
+            w(f"#   {k:3d}  {name}(" + ", ".join(map(str, sig.args)) + f") -> {sig.return_type}")
         w("# layout[k], one int64 each:")
         for k, note in enumerate(self.int_notes):
             w(f"#   {k:3d}  {note}")
@@ -727,9 +730,8 @@ _compile_lock = threading.Lock()     # Numba compiles one function at a time any
 
 
 def _compile_once(dispatcher, signature):
-    """Compile glue that takes the kernels tuple for ``signature``, then refuse any other
-    (a call typing the tuple as dispatchers would compile it again with the kernels
-    linked in: seconds, and the very cost this design avoids)."""
+    """Compile glue for ``signature``, then refuse any other (a call with other argument
+    types would compile it again, for seconds, in the middle of training)."""
     with _compile_lock:
         if tuple(signature) not in dispatcher.overloads:
             with _first_class():

@@ -18,6 +18,7 @@ backends compile the same arithmetic.
 """
 from __future__ import annotations
 
+import functools
 import threading
 
 import numpy as np
@@ -27,9 +28,8 @@ from ..ops.dropout import UNIFORM_SOURCE, UNIT
 from ..ops.losses import LOSSES
 from ..ops.softmax import SOFTMAX_SOURCE
 from . import cache
-from .codegen import NUMERIC_CONSTANTS, Writer
+from .codegen import INLINE_JIT, NUMERIC_CONSTANTS, Writer
 
-INLINE_JIT = '@njit(inline="always", error_model="numpy")'
 
 # -- the kernels --------------------------------------------------------------------------
 # name -> (argument kinds, returns a float64, source).  Kinds: m a (rows, cols) matrix, v a
@@ -349,11 +349,11 @@ class Library:
         """The dispatcher of kernel ``name``, compiled for its one signature.  Further
         compiles are disabled: a call with other argument types is an error, not a
         silent second compile."""
-        k = self.namespace[name]
+        k, args = self.namespace[name], signature(name, self.dtype).args
         with self._lock:
-            if not k.overloads:
-                k.compile(signature(name, self.dtype).args)
-                k.disable_compile()
+            if args not in k.overloads:
+                k.compile(args)
+            k.disable_compile()
         return k
 
     def address(self, name: str) -> int:
@@ -368,6 +368,18 @@ class Library:
         k = self.namespace[name]
         return bool(k.overloads) or (self.cached and cache.in_index(
             k, signature(name, self.dtype).args))
+
+
+@functools.lru_cache(maxsize=None)
+def fingerprint() -> str:
+    """A hash of the code that defines the kernels' signatures and how the glue calls them
+    (this module and views.py); cached glue is keyed by it."""
+    import hashlib
+    from pathlib import Path
+    h = hashlib.sha256()
+    for path in (Path(__file__), Path(__file__).with_name("views.py")):
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
 
 
 _libraries: dict[str, Library] = {}

@@ -41,9 +41,16 @@ def _view(context, builder, flat_type, flat, start, shape, out_type):
     return result
 
 
+def _flat(t) -> bool:
+    """Whether a type is a buffer views can be made of: a writable 1-D C array."""
+    return isinstance(t, types.Array) and t.ndim == 1 and t.layout == "C" and t.mutable
+
+
 @intrinsic
 def view(typingctx, flat, start, rows, cols):
     """``flat[start:start + rows * cols]`` as a C-contiguous (rows, cols) array."""
+    if not _flat(flat):
+        return None
     out_type = types.Array(flat.dtype, 2, "C")
 
     def codegen(context, builder, sig, args):
@@ -54,6 +61,8 @@ def view(typingctx, flat, start, rows, cols):
 @intrinsic
 def vector(typingctx, flat, start, size):
     """``flat[start:start + size]`` as a C-contiguous vector."""
+    if not _flat(flat):
+        return None
     out_type = types.Array(flat.dtype, 1, "C")
 
     def codegen(context, builder, sig, args):
@@ -85,7 +94,8 @@ def kernel(typingctx, addresses, index, name, real):
     what the glue takes, instead of a tuple of dispatchers that Numba would have to type
     and convert on every call (about 0.1 ms per kernel)."""
     from . import library
-    if not isinstance(name, types.StringLiteral) or not isinstance(real, types.NumberClass):
+    if not (isinstance(name, types.StringLiteral) and isinstance(real, types.NumberClass)
+            and _flat(addresses) and addresses.dtype == types.int64):
         return None
     dtype = str(real.instance_type)
     out_type = types.FunctionType(library.signature(name.literal_value, dtype))
@@ -93,6 +103,11 @@ def kernel(typingctx, addresses, index, name, real):
     def codegen(context, builder, sig, args):
         addresses_v, index_v = args[0], args[1]
         array = make_array(sig.args[0])(context, builder, addresses_v)
+        outside = builder.or_(builder.icmp_signed("<", index_v, context.get_constant(types.intp, 0)),
+                              builder.icmp_signed(">=", index_v, array.nitems))
+        with cgutils.if_unlikely(builder, outside):
+            context.call_conv.return_user_exc(builder, IndexError,
+                                              ("graphnn: no such kernel address",))
         address = builder.load(cgutils.get_item_pointer(context, builder, sig.args[0], array,
                                                         [index_v], wraparound=False))
         value = cgutils.create_struct_proxy(out_type)(context, builder)

@@ -53,7 +53,7 @@ def _check_labels(loss, y, n, k, dtype):
             bad = y[y != np.round(y)][0]
             raise ValueError(f"{loss.name} expects integer class labels 0..{k - 1}, "
                              f"got the non-integer value {bad}")
-    labels = np.ascontiguousarray(y, dtype=np.int64)
+    labels = _writable(np.ascontiguousarray(y, dtype=np.int64))
     if labels.size and (labels.min() < 0 or labels.max() >= k):
         bad = labels[(labels < 0) | (labels >= k)][0]
         raise ValueError(f"class label {bad} is out of range: the model has {k} outputs, "
@@ -72,7 +72,7 @@ def _check_values(loss, y, n, k, dtype):
         raise ValueError(f"{loss.name} expects targets of shape ({n}, {k}) like the model's "
                          f"output, got shape {y.shape}")
     with np.errstate(over="ignore"):
-        t = np.ascontiguousarray(y, dtype=dtype)
+        t = _writable(np.ascontiguousarray(y, dtype=dtype))
     if not np.all(np.isfinite(t)):
         raise ValueError("y contains NaN or Inf (after conversion to "
                          f"{np.dtype(dtype).name}); clean or rescale the targets")
@@ -80,6 +80,11 @@ def _check_values(loss, y, n, k, dtype):
         raise ValueError("binary_cross_entropy expects targets in [0, 1] (0 or 1 per output), "
                          f"got values from {t.min()} to {t.max()}")
     return t
+
+
+def _writable(a: np.ndarray) -> np.ndarray:
+    """A read-only array copied: the kernels are compiled for writable arrays only."""
+    return a if a.flags.writeable else a.copy()
 
 
 _CHECKS = {"labels": _check_labels, "values": _check_values}
