@@ -10,11 +10,8 @@ glue; ``net.library_source()`` the library.
 """
 from __future__ import annotations
 
-import contextlib
 import re
-import threading
 import types
-import warnings
 
 import numba
 import numpy as np
@@ -82,10 +79,8 @@ def emit_matmul(m, s: ir.MatMul):
 
 
 def emit_bias_act(m, s: ir.BiasAct):
-    if s.bias is None:
-        m.w(f"act_{s.act}({m.var(s.out)}, {m.var(s.z)})")
-    else:
-        m.w(f"bias_act_{s.act}({m.var(s.out)}, {m.var(s.z)}, {m.var(s.bias)})")
+    bias = "" if s.bias is None else f", {m.var(s.bias)}"
+    m.w(f"{kernel_of(s)[0]}({m.var(s.out)}, {m.var(s.z)}{bias})")
 
 
 def emit_act_grad(m, s: ir.ActGrad):
@@ -608,11 +603,10 @@ class CpuBackend:
 
     def train_epoch(self, params, grads, state, arena, X, Y, W, order, first, last, batch_size,
                     lr, step, seed, xbuf, ybuf, wbuf, losses, stats):
-        with _first_class():
-            return self.glue["train_epoch"](self.kernels, params, grads, state, arena, X, Y, W,
-                                            order, first, last, batch_size, lr, step, seed,
-                                            xbuf, ybuf, wbuf, losses, stats, self.layout,
-                                            self.hyper)
+        return self.glue["train_epoch"](self.kernels, params, grads, state, arena, X, Y, W,
+                                        order, first, last, batch_size, lr, step, seed,
+                                        xbuf, ybuf, wbuf, losses, stats, self.layout,
+                                        self.hyper)
 
     def predict(self, params, arena, X, out):
         return self.python["predict"](self.kernels, params, arena, X, out, self.layout)
@@ -635,11 +629,10 @@ class CpuBackend:
         Graphs without dropout have no masks, and ignore both."""
         self._compile_loss_and_grads(y)
         kernel = self.glue["loss_and_grads"]
-        with _first_class():
-            if self.plan.dropout:
-                return kernel(self.kernels, params, grads, arena, x, y, w, self.layout,
-                              self.hyper, key, row0)
-            return kernel(self.kernels, params, grads, arena, x, y, w, self.layout)
+        if self.plan.dropout:
+            return kernel(self.kernels, params, grads, arena, x, y, w, self.layout,
+                          self.hyper, key, row0)
+        return kernel(self.kernels, params, grads, arena, x, y, w, self.layout)
 
     def compile_step(self, params, grads, state, arena, x, y, w):
         """Compile loss_and_grads and update for these arrays' types: a data-parallel
@@ -658,7 +651,7 @@ class CpuBackend:
         args = (self._kernels_type(), a1, a1, a1, a2, idx if y.ndim == 1 else a2, a1, idx)
         if self.plan.dropout:
             args += (t(self.hyper), i64, i64)
-        _compile_once(self.glue["loss_and_grads"], args)
+        library.compile_once(self.glue["loss_and_grads"], args)
 
     @staticmethod
     def _kernels_type():
@@ -692,7 +685,7 @@ class CpuBackend:
         Every call after the first for the same structure (any widths) finds them compiled.
         """
         self.kernels                     # noqa: B018 - compiles the library kernels
-        _compile_once(self.glue["train_epoch"], self._signature(labels))
+        library.compile_once(self.glue["train_epoch"], self._signature(labels))
 
     @staticmethod
     def to_device(host: np.ndarray) -> np.ndarray:
@@ -724,25 +717,3 @@ def _as_python(glue: dict, lib) -> dict:
         if isinstance(f, types.FunctionType) and f.__module__ == glue["__name__"]:
             python[name] = types.FunctionType(f.__code__, python, name, f.__defaults__)
     return python
-
-
-_compile_lock = threading.Lock()     # Numba compiles one function at a time anyway
-
-
-def _compile_once(dispatcher, signature):
-    """Compile glue for ``signature``, then refuse any other (a call with other argument
-    types would compile it again, for seconds, in the middle of training)."""
-    with _compile_lock:
-        if tuple(signature) not in dispatcher.overloads:
-            with _first_class():
-                dispatcher.compile(tuple(signature))
-            dispatcher.disable_compile()
-
-
-@contextlib.contextmanager
-def _first_class():
-    """Numba warns that first-class functions are experimental each time it types them;
-    graphnn relies on them by design and tests them, so the warning is noise here."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=numba.NumbaExperimentalFeatureWarning)
-        yield

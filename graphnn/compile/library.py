@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import warnings
 
 import numpy as np
 
@@ -343,17 +344,13 @@ class Library:
 
         self.source, self.namespace = cache.build(generate)
         self.cached = built["cached"]
-        self._lock = threading.Lock()
 
     def kernel(self, name: str):
         """The dispatcher of kernel ``name``, compiled for its one signature.  Further
         compiles are disabled: a call with other argument types is an error, not a
         silent second compile."""
-        k, args = self.namespace[name], signature(name, self.dtype).args
-        with self._lock:
-            if args not in k.overloads:
-                k.compile(args)
-            k.disable_compile()
+        k = self.namespace[name]
+        compile_once(k, signature(name, self.dtype).args)
         return k
 
     def address(self, name: str) -> int:
@@ -380,6 +377,30 @@ def fingerprint() -> str:
     for path in (Path(__file__), Path(__file__).with_name("views.py")):
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
+
+
+_compile_lock = threading.RLock()    # Numba compiles one function at a time anyway
+
+
+def compile_once(dispatcher, args: tuple):
+    """Compile ``dispatcher`` for ``args`` (or load it from the cache) unless it has been,
+    then refuse any other types: a call with others would compile again, for seconds, in
+    the middle of training.  (``Dispatcher.compile`` itself refuses once compiling is off,
+    even for a signature it has, hence the check.)  Used for the library's kernels and the
+    glue alike."""
+    args = tuple(args)
+    with _compile_lock:
+        if args not in dispatcher.overloads:
+            with warnings.catch_warnings():     # first-class functions are "experimental":
+                warnings.filterwarnings(         # graphnn relies on them and tests them
+                    "ignore", category=_experimental_warning())
+                dispatcher.compile(args)
+        dispatcher.disable_compile()
+
+
+def _experimental_warning():
+    from numba.core.errors import NumbaExperimentalFeatureWarning
+    return NumbaExperimentalFeatureWarning
 
 
 _libraries: dict[str, Library] = {}
