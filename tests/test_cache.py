@@ -23,7 +23,7 @@ RUN = textwrap.dedent("""
     loss, grads = net.loss_and_grads(X, y)
     net.apply_gradients(grads)          # update() loads from the cache only here: lazily
     k, lib = net.backend.glue, net.backend.library.namespace
-    hits = {f: sum(k[f].stats.cache_hits.values()) for f in ("train_epoch", "update")}
+    hits = {f: sum(k[f].stats.cache_hits.values()) for f in ("train_step", "update")}
     hits["matmul"] = sum(lib["matmul"].stats.cache_hits.values())     # a library kernel
     print(json.dumps({"hits": hits,
                       "params": [v.tolist() for v in net.get_params().values()]}))
@@ -63,7 +63,7 @@ def _damage(path, how):
     path.write_bytes(data)
 
 
-FILES = {"index": "__pycache__/*.train_epoch-*.nbi", "data": "__pycache__/*.train_epoch-*.nbc",
+FILES = {"index": "__pycache__/*.train_step-*.nbi", "data": "__pycache__/*.train_step-*.nbc",
          "lazy-data": "__pycache__/*.update-*.nbc", "library-data": "__pycache__/*.matmul-*.nbc"}
 MODULES = {"module": '"""graphnn glue', "library": '"""graphnn kernel library'}
 CASES = [(kind, how) for kind in ("module", "index", "data")
@@ -112,11 +112,11 @@ def test_damaged_file_is_replaced(filled, damaged, kind, how):
     assert got["params"] == expected                       # the uncached run, exactly
     if kind in MODULES:
         assert target.read_bytes() == healthy             # written again
-        assert got["hits"]["train_epoch"] == 1            # Numba's entries still used
+        assert got["hits"]["train_step"] == 1            # Numba's entries still used
         assert got["hits"]["matmul"] == 1
     else:                                                 # compiled again, saved whole
         assert target.exists() and target.read_bytes()[:16] == healthy[:16]   # graphnn header
-        damaged = {"lazy-data": "update", "library-data": "matmul"}.get(kind, "train_epoch")
+        damaged = {"lazy-data": "update", "library-data": "matmul"}.get(kind, "train_step")
         assert got["hits"][damaged] == 0
 
 
@@ -131,7 +131,7 @@ def test_healed_cache_is_used_without_warnings(filled, tmp_path):
     again, err = _run(cache)
     assert "CacheWarning" not in err, err
     assert again["params"] == expected
-    assert again["hits"] == {"train_epoch": 1, "update": 1, "matmul": 1}
+    assert again["hits"] == {"train_step": 1, "update": 1, "matmul": 1}
 
 
 def _unusable(tmp_path, how):
@@ -163,4 +163,4 @@ def test_unusable_cache_folder_compiles_in_memory(filled, tmp_path, how):
     assert err.count("CacheWarning") == 1, err
     assert str(path) in err and "GRAPHNN_CACHE_DIR" in err and "GRAPHNN_NO_CACHE" in err
     assert got["params"] == expected
-    assert got["hits"] == {"train_epoch": 0, "update": 0, "matmul": 0}
+    assert got["hits"] == {"train_step": 0, "update": 0, "matmul": 0}

@@ -391,7 +391,7 @@ def test_source_and_summary(capsys):
     assert "dense_1" in out and "Total params: 9,610" in out
     code, out, err = run_cli(capsys, "source", RUNS / "digits.toml", "--set", "epochs=1")
     assert code == 0, err
-    assert "from numba import njit" in out and "def train_epoch" in out
+    assert "from numba import njit" in out and "def train_step" in out
     code, out, err = run_cli(capsys, "summary", RUNS / "digits.toml", "--set", "loss=nope")
     assert code == 2 and "'nope'" in err
 

@@ -210,7 +210,7 @@ def _compiled_functions(fn) -> list:
 
 def test_a_new_architecture_compiles_only_its_glue(first, monkeypatch):
     """With the library kernels it calls compiled, a new structure (another depth, another
-    branch layout) compiles its glue's train_epoch and nothing of the library, and trains
+    branch layout) compiles its glue's train_step and nothing of the library, and trains
     to the oracle's numbers.  The cache is off, so the glue compiles whatever the
     machine's cache holds."""
     monkeypatch.setenv("GRAPHNN_NO_CACHE", "1")
@@ -224,7 +224,7 @@ def test_a_new_architecture_compiles_only_its_glue(first, monkeypatch):
     compiled = _compiled_functions(run)
     net = run.net
     library = list(net.backend.library.namespace.values())
-    assert net.backend.glue["train_epoch"] in compiled
+    assert net.backend.glue["train_step"] in compiled
     assert not [k for k in compiled if any(k is v for v in library)]
     p, twin = net.get_params(), build(4)
     fitted = _compiled_functions(lambda: net.fit(X, y, epochs=1, batch_size=8))

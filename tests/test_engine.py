@@ -18,7 +18,7 @@ BUILD = textwrap.dedent("""
     X = np.random.default_rng(0).normal(size=(40, 6)); y = np.arange(40) % 3
     net.fit(X, y, epochs=2, batch_size=8)
     k = net.backend.glue
-    print(json.dumps({"hits": sum(k[f].stats.cache_hits.get(s, 0) for f in ("train_epoch",)
+    print(json.dumps({"hits": sum(k[f].stats.cache_hits.get(s, 0) for f in ("train_step",)
                                    for s in k[f].stats.cache_hits),
                       "pred": net.predict(X[:2]).tolist()}))
 """)

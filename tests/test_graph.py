@@ -122,7 +122,7 @@ def test_summary_and_source(small_classifier):
     assert "dense (Dense (tanh))" in text and "(None, 6)" in text
     assert "Total params: 51" in text            # 4*6+6 + 6*3+3
     src = small_classifier.source()
-    for needle in ("def forward(", "def backward(", "def train_step(", "def train_epoch(",
+    for needle in ("def forward(", "def backward(", "def train_step(", "train_epoch_labels",
                    "matmul(x, W1, h1)", "dW = x^T @ dz",
                    "bias_act_tanh(h1, h1, b1)", "loss_cross_entropy"):
         assert needle in src

@@ -157,7 +157,7 @@ COMPILE = textwrap.dedent("""
         net.fit(X, Y, epochs=2, batch_size=4)
     print(json.dumps({
         "source": [hashlib.sha256(net.source().encode()).hexdigest() for net in nets],
-        "file": [getattr(__import__("inspect").getmodule(net.backend.glue["train_epoch"].py_func),
+        "file": [getattr(__import__("inspect").getmodule(net.backend.glue["train_step"].py_func),
                          "__file__", None) for net in nets],
         "params": [[v.tolist() for v in net.get_params().values()] for net in nets]}))
 """)

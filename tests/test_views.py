@@ -5,7 +5,8 @@ import pytest
 from numba import njit
 
 from graphnn.compile import library
-from graphnn.compile.views import kernel, python_vector, python_view, vector, view
+from graphnn.compile.views import (at, kernel, python_at, python_vector, python_view,
+                                   step_function, vector, view)
 
 
 @njit
@@ -65,3 +66,50 @@ def test_kernel_addresses_are_checked():
     for index in (1, -1):
         with pytest.raises(IndexError, match="no such kernel"):
             _colsum(addresses, index, out, g)
+
+
+@njit
+def _at(array, index):
+    return at(array, index)
+
+
+def test_layout_reads_are_checked():
+    """at() reads like indexing, and an index outside the array is an IndexError in
+    compiled and in Python glue alike (Numba's own indexing would read anything)."""
+    layout = np.array([7, 8, 9], np.int64)
+    hyper = np.array([0.5, 0.25])
+    for read in (_at, python_at):
+        assert [read(layout, i) for i in range(3)] == [7, 8, 9]
+        assert read(hyper, 1) == 0.25
+        for index in (3, -1, 100):
+            with pytest.raises(IndexError, match="outside"):
+                read(layout, index)
+
+
+@njit
+def _step_of(address):
+    step = step_function(address, np.float64, "labels")
+    return step is not None
+
+
+def test_step_address_zero_is_refused():
+    """The epoch loop refuses a train_step address of 0 (never compiled) with an
+    IndexError instead of calling into nothing."""
+    with pytest.raises(IndexError, match="no train_step"):
+        _step_of(0)
+
+
+def test_epoch_loop_refuses_a_missing_step():
+    """The library's epoch loop, called with a train_step address of 0, stops with an
+    error before any batch (a crafted or stale address never runs)."""
+    import graphnn as gn
+    net = gn.Sequential([gn.Dense(3)], input_dim=2).compile(
+        loss="cross_entropy", optimizer=gn.SGD(0.1), dtype="float64")
+    b = net.backend
+    b._step = 0
+    loop = b.library.kernel(b.epoch_kernel)
+    X, y = np.zeros((4, 2)), np.zeros(4, np.int64)
+    with pytest.raises(IndexError, match="no train_step"):
+        loop(b.kernels, 0, net.params, net.grads, net.state, np.zeros(64), X, y, np.zeros(0),
+             np.arange(4), 0, 1, 4, 0.1, 0, 0, np.zeros(8), np.zeros(4, np.int64),
+             np.zeros(4), np.zeros(1), np.zeros(3), b.layout, b.hyper)

@@ -3,9 +3,10 @@
 Every loop graphnn runs on the CPU is a shape-free kernel of ``library.py``, compiled
 once per machine (on first use, then cached).  What is generated per architecture is
 glue: views into the parameter buffer and the arena, and one kernel call per
-instruction of ``graphnn.ir`` (each emitted by one function below, ``EMIT``).  The glue
-gets the kernels as first-class function values, so a new architecture compiles only
-the glue, in about a second, instead of every loop again.  ``net.source()`` is the
+instruction of ``graphnn.ir`` (each emitted by one function below, ``EMIT``), gathered
+into one ``train_step``.  The glue gets the kernels as first-class function values, and
+the library's epoch loop gets ``train_step`` the same way, so a new architecture
+compiles only ``train_step`` instead of every loop again.  ``net.source()`` is the
 glue; ``net.library_source()`` the library.
 """
 from __future__ import annotations
@@ -23,15 +24,17 @@ from .codegen import INLINE_JIT, NUMERIC_CONSTANTS, Writer
 from .plan import Plan, structural_kind
 
 # How the generated functions are compiled:
-#   KERNEL  compiled on its own and cached: train_epoch (the only one every new
-#           architecture compiles) and update (Python calls it for apply_gradients);
+#   STEP    train_step, the only function every new architecture compiles: the
+#           library's epoch loop (library.py, train_epoch_<targets>) calls it at its
+#           address for every batch, so it is compiled without the wrappers that let
+#           Python or C call it (they would cost a new architecture a tenth of a second);
+#   KERNEL  compiled on its own, on first use, and cached: update (Python calls it for
+#           apply_gradients) and loss_and_grads (a data-parallel trainer calls it);
 #   INLINE  pasted into the caller by Numba before typing: forward, backward,
-#           loss_and_grads, train_step and the small scalar functions (predict and
-#           evaluate run forward as plain Python; loss_and_grads itself compiles when a
-#           data-parallel trainer or net.loss_and_grads first calls it);
+#           loss_and_grads, apply_update and the small scalar functions;
 #   PYTHON  plain Python around kernel calls, run once per batch of rows: predict,
-#           evaluate.
-KERNEL, INLINE, PYTHON = "kernel", "inline", "python"
+#           evaluate (they run forward as plain Python too).
+STEP, KERNEL, INLINE, PYTHON = "step", "kernel", "inline", "python"
 
 
 # -- one emitter per instruction ----------------------------------------------------------
@@ -62,8 +65,7 @@ def kernels_of(plan: Plan) -> list[str]:
     """The library kernels a plan's glue calls, in order of first use."""
     names = [k for s in plan.forward + plan.train_forward + plan.backward
              if not isinstance(s, ir.Comment) for k in kernel_of(s)]
-    names += [f"loss_{plan.loss.name}", f"stats_{plan.loss.name}", "gather_rows",
-              "gather_weights"] + (["gather_labels"] if plan.loss.targets == "labels" else [])
+    names += [f"loss_{plan.loss.name}", f"stats_{plan.loss.name}"]
     return list(dict.fromkeys(names))
 
 
@@ -104,7 +106,7 @@ def emit_sum(m, s: ir.Sum):
 
 
 def _col(m, col0: int) -> str:
-    return f"layout[{m.int_slot(col0, 'first column of a block of columns')}]"
+    return f"at(layout, {m.int_slot(col0, 'first column of a block of columns')})"
 
 
 def emit_copy(m, s: ir.Copy):
@@ -128,8 +130,8 @@ def emit_dropout(m, s: ir.Dropout):
     rate = m.real_slot(s.rate, f"{node} dropout rate")
     scale = m.real_slot(1 / (1 - s.rate), f"{node} dropout scale 1 / (1 - rate)")
     salt = m.int_slot(s.salt, f"{node} dropout salt (numbers the dropout nodes)")
-    m.w(f"dropout({m.var(s.out)}, {m.var(s.x)}, {m.var(s.mask)}, hyper[{rate}], "
-        f"hyper[{scale}], key, layout[{salt}], row0)")
+    m.w(f"dropout({m.var(s.out)}, {m.var(s.x)}, {m.var(s.mask)}, at(hyper, {rate}), "
+        f"at(hyper, {scale}), key, at(layout, {salt}), row0)")
 
 
 def emit_mul(m, s: ir.Mul):
@@ -178,7 +180,9 @@ class CpuModule:
     def __init__(self, plan: Plan, optimizer, dtype, cache: bool = False):
         self.plan, self.optimizer, self.dtype = plan, optimizer, np.dtype(dtype)
         self.w = Writer()
-        self.jit = f'@njit(cache={cache}, error_model="numpy")'
+        self.jit = {KERNEL: f'@njit(cache={cache}, error_model="numpy")', INLINE: INLINE_JIT,
+                    STEP: f'@njit(cache={cache}, error_model="numpy", no_cpython_wrapper=True, '
+                          'no_cfunc_wrapper=True)'}
         self.ints: list[int] = [plan.arena_width]
         self.int_notes: list[str] = ["columns of the arena (its rows: cap = arena.size // this)"]
         self.reals: list[float] = []
@@ -241,7 +245,7 @@ class CpuModule:
         col, width = self.plan.arena[buf]
         k = self.int_slot(col, f"{self._about[buf]}: first column", key=("block", buf))
         self.int_slot(width, f"{self._about[buf]}: width", key=("width", buf))
-        return f"view(arena, layout[{k}] * cap, {rows}, layout[{k + 1}])"
+        return f"view(arena, at(layout, {k}) * cap, {rows}, at(layout, {k + 1}))"
 
     def _param(self, slot) -> str:
         k = self.int_slot(slot.offset, f"{self._about[slot.var]}: offset", key=("param", slot.var))
@@ -249,8 +253,8 @@ class CpuModule:
             self.int_slot(size, f"{self._about[slot.var]}: size of axis {d}",
                           key=("dim", slot.var, d))
         if len(slot.shape) == 2:
-            return f"view({{flat}}, layout[{k}], layout[{k + 1}], layout[{k + 2}])"
-        return f"vector({{flat}}, layout[{k}], layout[{k + 1}])"
+            return f"view({{flat}}, at(layout, {k}), at(layout, {k + 1}), at(layout, {k + 2}))"
+        return f"vector({{flat}}, at(layout, {k}), at(layout, {k + 1}))"
 
     # views at the top of a function, for the buffers its instructions touch
     def _declare(self, steps, extra=()):
@@ -265,7 +269,7 @@ class CpuModule:
                 used.append(b)
         scratch = any(isinstance(s, ir.MatMul) and s.acc for s in steps)
         if any(b.kind == "arena" for b in used) or scratch:
-            w("cap = arena.size // layout[0]")
+            w("cap = arena.size // at(layout, 0)")
         if any(isinstance(s, ir.ActGrad) and s.colsum is None for s in steps):
             w("none = vector(params, 0, 0)   # an empty vector: no column sums")
         for b in used:
@@ -280,7 +284,7 @@ class CpuModule:
             col, width = p.arena["tmp"]
             k = self.int_slot(col, "scratch: first column", key=("block", "tmp"))
             self.int_slot(width, "scratch: width", key=("width", "tmp"))
-            w(f"scratch = vector(arena, layout[{k}] * cap, layout[{k + 1}] * cap)")
+            w(f"scratch = vector(arena, at(layout, {k}) * cap, at(layout, {k + 1}) * cap)")
 
     def _unpack(self, names):
         """Bind the library kernels ``names``, each from its address in ``kernels``."""
@@ -336,7 +340,7 @@ class CpuModule:
         w("import numpy as np")
         w("from numba import njit")
         w()
-        w("from graphnn.compile.views import kernel, vector, view")
+        w("from graphnn.compile.views import at, kernel, vector, view")
         w()
         w(f"real = np.{self.dtype.name}")
         for k, v in NUMERIC_CONSTANTS.items():      # for the optimizer's and schedule's math
@@ -349,11 +353,11 @@ class CpuModule:
         for k, name in enumerate(self.kernels):
             sig = library.signature(name, self.dtype)
             w(f"#   {k:3d}  {name}(" + ", ".join(map(str, sig.args)) + f") -> {sig.return_type}")
-        w("# layout[k], one int64 each:")
+        w("# layout[k] (read as at(layout, k): one bounds-checked load), one int64 each:")
         for k, note in enumerate(self.int_notes):
             w(f"#   {k:3d}  {note}")
         if self.real_notes:
-            w("# hyper[k], one float64 each:")
+            w("# hyper[k] (read as at(hyper, k)), one float64 each:")
             for k, note in enumerate(self.real_notes):
                 w(f"#   {k:3d}  {note}")
         w()
@@ -362,7 +366,7 @@ class CpuModule:
 
     def jit_line(self, how: str = KERNEL):
         if how != PYTHON:
-            self.w(self.jit if how == KERNEL else INLINE_JIT)
+            self.w(self.jit[how])
 
     def _function(self, source: str, how: str = KERNEL):
         """Append one function, compiled as ``how`` says (KERNEL, INLINE or PYTHON)."""
@@ -408,14 +412,18 @@ class CpuModule:
         opt = self.optimizer
         self._function(opt.source(generic=True), INLINE)
         hyper = opt.hyper()
-        loads = "".join(f"\n    {k} = real(hyper[{self.real_slot(v, f'optimizer: {k}')}])"
+        loads = "".join(f"\n    {k} = real(at(hyper, {self.real_slot(v, f'optimizer: {k}')}))"
                         for k, v in hyper.items())
         args = "".join(f", {k}" for k in hyper)
         self._function(f"""
-def update(params, grads, state, lr, step, hyper):
+def apply_update(params, grads, state, lr, step, hyper):
     \"\"\"{type(opt).__name__} on the whole flat parameter buffer at once.\"\"\"{loads}
     for i in range(params.size):
-        {opt.name}_update(i, params, grads, state, lr, step{args})""".strip("\n"))
+        {opt.name}_update(i, params, grads, state, lr, step{args})""".strip("\n"), INLINE)
+        self._function("""
+def update(params, grads, state, lr, step, hyper):
+    \"\"\"apply_update() on its own, for Python (apply_gradients, data-parallel training).\"\"\"
+    apply_update(params, grads, state, lr, step, hyper)""".strip("\n"))
         dz = self._block(p.dlogits.name)
         keydoc = ("; key seeds the dropout masks, row0 + i numbers row i" if p.dropout else "")
         w("# " + "-" * 30 + " training " + "-" * 30)
@@ -427,20 +435,13 @@ def loss_and_grads(kernels, params, grads, arena, x, y, w, layout{drop}):
     can sum grads across processes before update().\"\"\"
     loss = {self.kernel_ref(self.loss_kernel)}
     n = x.shape[0]
-    cap = arena.size // layout[0]
+    cap = arena.size // at(layout, 0)
     z = {self._logits('x', 'key', 'row0')}
     dz = {dz}
     value = loss(z, y, w, dz)
     backward(kernels, params, grads, arena, x, layout)
     return value""".strip("\n"), INLINE)
-        self._function(f"""
-def train_step(kernels, params, grads, state, arena, x, y, w, lr, step, layout, hyper{drop.replace(", hyper", "")}):
-    \"\"\"One step of training on one batch: compute the gradients, then apply them.
-    Returns the batch's mean loss; its logits stay in the arena.\"\"\"
-    value = loss_and_grads(kernels, params, grads, arena, x, y, w, layout{drop})
-    update(params, grads, state, lr, step, hyper)
-    return value""".strip("\n"), INLINE)
-        self._train_epoch()
+        self._train_step()
         w("# " + "-" * 20 + " plain Python: kernel calls per batch of rows " + "-" * 20)
         w("# These, and the glue they call, run as plain Python: the backend runs them in a")
         w("# copy of this module where every function above is its Python original and")
@@ -450,7 +451,7 @@ def train_step(kernels, params, grads, state, arena, x, y, w, lr, step, layout, 
         self._function("""
 def predict(kernels, params, arena, X, out, layout):
     \"\"\"forward() over all rows of X, cap rows at a time.\"\"\"
-    cap = arena.size // layout[0]
+    cap = arena.size // at(layout, 0)
     rows = X.shape[0]
     for start in range(0, rows, cap):
         stop = min(start + cap, rows)
@@ -462,7 +463,7 @@ def evaluate(kernels, params, arena, X, Y, stats, layout, hyper):
     the metrics' sums are added into stats.\"\"\"
     loss = {self.kernel_ref(self.loss_kernel)}
     batch_stats = {self.kernel_ref(self.stats_kernel)}
-    cap = arena.size // layout[0]
+    cap = arena.size // at(layout, 0)
     rows = X.shape[0]
     total = 0.0
     equal = np.empty(0, real)
@@ -502,67 +503,42 @@ def evaluate(kernels, params, arena, X, Y, stats, layout, hyper):
         w()
         w()
 
-    def _train_epoch(self):
+    def _train_step(self):
         plan = self.plan
-        labels = plan.loss.targets == "labels"
-        if labels:
-            ty, gather = "vector(ybuf, 0, n)", "gather_labels"
-        else:
-            ty, gather = "view(ybuf, 0, n, k)", "gather_rows"
-        seeding = "\n        key = dropout_key(seed, b)   # this batch's dropout masks" \
-            if plan.dropout else ""
-        key = ", key, 0" if plan.dropout else ""
         lr = "lr"
         schedule = self.optimizer.schedule
         if schedule.per_step:
             slots = [self.real_slot(v, f"schedule: {k}") for k, v in schedule.hyper().items()]
-            lr = "real(schedule_lr(t, " + ", ".join(f"hyper[{s}]" for s in slots) + "))"
+            lr = "real(schedule_lr(step, " + ", ".join(f"at(hyper, {s})" for s in slots) + "))"
         z = self._block(plan.logits.name) if plan.logits.kind == "arena" else "x"
-        gather_y = "" if not labels else \
-            f"\n    gather_labels = {self.kernel_ref('gather_labels')}"
-        width = "" if labels else "\n    k = Y.shape[1]"
+        drop = ", hyper, key, 0" if plan.dropout else ""
+        targets = "labels" if plan.loss.targets == "labels" else "values"
         self._function(f"""
-def train_epoch(kernels, params, grads, state, arena, X, Y, W, order, first, last, batch_size,
-                lr, step, seed, xbuf, ybuf, wbuf, losses, stats, layout, hyper):
-    \"\"\"Batches first..last-1 of an epoch: gather each batch's rows (in the shuffled
-    order) and take a training step.  `step` counts the steps before this call, `seed`
-    seeds the dropout masks, W holds row weights (or is empty).  Each batch's mean loss
-    goes to losses[b]; metric sums are added into stats.  Returns sum of loss * rows.\"\"\"
+def train_step(kernels, params, grads, state, arena, x, y, w, lr, step, layout, hyper, key,
+               stats):
+    \"\"\"One step of training on one batch: compute the gradients, apply them, add the
+    batch's metric sums into stats.  Returns the batch's mean loss.  The library's epoch
+    loop (train_epoch_{targets}) gathers each batch and calls this at its address: compiled
+    without Python wrappers, it is all a new architecture compiles for training.
+    `key` seeds the dropout masks (a graph without dropout ignores it).\"\"\"
     batch_stats = {self.kernel_ref(self.stats_kernel)}
-    gather_rows = {self.kernel_ref("gather_rows")}{gather_y}
-    gather_weights = {self.kernel_ref("gather_weights")}
-    rows, d = X.shape{width}
-    cap = arena.size // layout[0]
-    total = 0.0
-    for b in range(first, last):{seeding}
-        start = b * batch_size
-        n = min(batch_size, rows - start)
-        x = view(xbuf, 0, n, d)
-        gather_rows(X, order, start, x)
-        y = {ty}
-        {gather}(Y, order, start, y)
-        w = W
-        if W.size > 0:
-            w = vector(wbuf, 0, n)
-            gather_weights(W, order, start, w)
-        t = step + b - first + 1
-        value = train_step(kernels, params, grads, state, arena, x, y, w, {lr}, t, layout,
-                           hyper{key})
-        losses[b] = value
-        total += n * value
-        batch_stats({z}, y, stats)
-    return total""".strip("\n"))
+    n = x.shape[0]
+    cap = arena.size // at(layout, 0)
+    value = loss_and_grads(kernels, params, grads, arena, x, y, w, layout{drop})
+    apply_update(params, grads, state, {lr}, step, hyper)
+    batch_stats({z}, y, stats)
+    return value""".strip("\n"), STEP)
 
 
 class CpuBackend:
     """The CPU backend as the model sees it (``compile/cuda/backend.py`` offers the same methods).
 
     Arrays live in host memory, so ``to_device``/``to_host`` are the identity.  The
-    kernel methods call the generated glue (``train_epoch`` and ``update`` njit,
-    ``loss_and_grads`` njit when first called, ``predict``/``evaluate`` Python around
-    kernel calls) with the library kernels and this model's ``layout`` and ``hyper``
-    arrays added: the glue is shared by every model of the same structure, the library
-    by every model of the same dtype.
+    kernel methods call the library's epoch loop (which calls the glue's ``train_step``)
+    or the generated glue (``update`` and ``loss_and_grads`` njit when first called,
+    ``predict``/``evaluate`` Python around kernel calls) with the library kernels and this
+    model's ``layout`` and ``hyper`` arrays added: the glue is shared by every model of
+    the same structure, the library by every model of the same dtype.
     """
 
     device = "cpu"
@@ -586,7 +562,10 @@ class CpuBackend:
         self.python = _as_python(self.glue, self.library)     # predict, evaluate
         self.kernel_names = tuple(module.kernels)
         self.stats_kernel = module.stats_kernel
+        self.targets = "labels" if plan.loss.targets == "labels" else "values"
+        self.epoch_kernel = f"train_epoch_{self.targets}"     # the library's epoch loop
         self._kernels = None                 # their addresses, once compiled
+        self._step = 0                       # train_step's address, once compiled
 
     @property
     def library_source(self) -> str:
@@ -603,10 +582,13 @@ class CpuBackend:
 
     def train_epoch(self, params, grads, state, arena, X, Y, W, order, first, last, batch_size,
                     lr, step, seed, xbuf, ybuf, wbuf, losses, stats):
-        return self.glue["train_epoch"](self.kernels, params, grads, state, arena, X, Y, W,
-                                        order, first, last, batch_size, lr, step, seed,
-                                        xbuf, ybuf, wbuf, losses, stats, self.layout,
-                                        self.hyper)
+        """The library's epoch loop, calling this architecture's train_step per batch."""
+        if not self._step:
+            self.compile(self.targets == "labels")
+        return self.library.kernel(self.epoch_kernel)(
+            self.kernels, self._step, params, grads, state, arena, X, Y, W, order, first, last,
+            batch_size, lr, step, seed, xbuf, ybuf, wbuf, losses, stats, self.layout,
+            self.hyper)
 
     def predict(self, params, arena, X, out):
         return self.python["predict"](self.kernels, params, arena, X, out, self.layout)
@@ -636,7 +618,7 @@ class CpuBackend:
 
     def compile_step(self, params, grads, state, arena, x, y, w):
         """Compile loss_and_grads and update for these arrays' types: a data-parallel
-        trainer calls them from Python (one process runs them inside train_epoch)."""
+        trainer calls them from Python (one process runs them inside train_step)."""
         t, i64 = numba.typeof, numba.types.int64
         self._compile_loss_and_grads(y)
         self.glue["update"].compile((t(params), t(grads), t(state),
@@ -659,33 +641,37 @@ class CpuBackend:
         return numba.types.Array(numba.types.int64, 1, "C")
 
     def is_compiled(self, labels: bool) -> bool:
-        """Whether compile() has nothing to build: the glue and the library kernels it calls
-        are in this process already, or in Numba's on-disk cache (then loading them takes a
-        fraction of a second)."""
-        k = self.glue["train_epoch"]
+        """Whether compile() has nothing to build: train_step and the library kernels it
+        and the epoch loop need are in this process already, or in Numba's on-disk cache
+        (then loading them takes a fraction of a second)."""
+        k = self.glue["train_step"]
         sig = self._signature(labels)
         glue = sig in k.overloads or (self.use_cache and cache.in_index(k, sig))
-        return glue and all(self.library.is_compiled(n) for n in self.kernel_names)
+        return glue and all(self.library.is_compiled(n)
+                            for n in self.kernel_names + (self.epoch_kernel,))
 
     def _signature(self, labels: bool) -> tuple:
-        t, real, i64 = numba.typeof, numba.from_dtype(self.dtype), numba.types.int64
-        a1, a2 = t(np.zeros(1, self.dtype)), t(np.zeros((1, 1), self.dtype))
-        idx, f64 = t(np.zeros(1, np.int64)), t(np.zeros(1))
-        Y, ybuf = (idx, idx) if labels else (a2, a1)
-        return (self._kernels_type(), a1, a1, a1, a1, a2, Y, a1, idx, i64, i64, i64, real, i64,
-                i64, a1, ybuf, a1, f64, f64, idx, f64)
+        """train_step's argument types (``library.step_signature``)."""
+        return library.step_signature("labels" if labels else "values", self.dtype).args
 
     def compile(self, labels: bool):
         """Compile now, for exactly the argument types the model passes (no later recompiles).
 
-        The library kernels the glue calls compile (or load) first, then train_epoch,
-        which calls them through their addresses.  train_epoch then refuses further
-        compiles: a call with other types would be an error, never a second compile with
-        the kernels linked in.  loss_and_grads() and update() compile (or load) on first use.
-        Every call after the first for the same structure (any widths) finds them compiled.
+        The library kernels train_step calls compile (or load) first, then train_step,
+        which calls them through their addresses, then the library's epoch loop, which
+        calls train_step through its address.  train_step then refuses further compiles.
+        loss_and_grads() and update() compile (or load) on first use.  Every call after
+        the first for the same structure (any widths) finds them compiled.
         """
+        from numba.experimental.function_type import _get_jit_address
+        if labels != (self.targets == "labels"):
+            raise ValueError(f"this model's loss takes {self.targets} as targets")
         self.kernels                     # noqa: B018 - compiles the library kernels
-        library.compile_once(self.glue["train_epoch"], self._signature(labels))
+        sig = self._signature(labels)
+        step = self.glue["train_step"]
+        library.compile_once(step, sig)
+        self.library.kernel(self.epoch_kernel)
+        self._step = _get_jit_address(step, library.step_signature(self.targets, self.dtype))
 
     @staticmethod
     def to_device(host: np.ndarray) -> np.ndarray:
@@ -710,7 +696,7 @@ def _as_python(glue: dict, lib) -> dict:
     original, views are NumPy slices and ``kernel()`` gives the library kernel's
     dispatcher: what predict and evaluate run in (they cost no compile, and call the same
     compiled library kernels)."""
-    python = dict(glue, view=views.python_view, vector=views.python_vector,
+    python = dict(glue, view=views.python_view, vector=views.python_vector, at=views.python_at,
                   kernel=lambda addresses, index, name, real: lib.kernel(name))
     for name, value in glue.items():
         f = getattr(value, "py_func", value)

@@ -8,9 +8,11 @@ compiled the first time a model needs it, for one explicit signature, and kept i
 compile cache: a machine compiles each kernel once.
 
 What a new architecture compiles is only its glue (``cpu.py``): a short
-``train_epoch`` that makes views into the arena and calls these kernels, which it
+``train_step`` that makes views into the arena and calls these kernels, which it
 receives as first-class function values.  Numba calls them through their address,
-so their code is neither linked into the glue nor optimised again.
+so their code is neither linked into the glue nor optimised again.  The loop over an
+epoch's batches is a library kernel too (``train_epoch_<targets>``): it gathers each
+batch and calls the architecture's ``train_step`` through its address.
 
 The scalar math (activations, softmax rows, losses, the dropout hash) is pasted in
 from ``graphnn/ops``, as the CUDA generator pastes it into device functions, so the two
@@ -25,7 +27,7 @@ import warnings
 import numpy as np
 
 from ..ops.activations import ACTIVATIONS, with_dependencies
-from ..ops.dropout import UNIFORM_SOURCE, UNIT
+from ..ops.dropout import DROPOUT_KEY_SOURCE, UNIFORM_SOURCE, UNIT
 from ..ops.losses import LOSSES
 from ..ops.softmax import SOFTMAX_SOURCE
 from . import cache
@@ -34,9 +36,11 @@ from .codegen import INLINE_JIT, NUMERIC_CONSTANTS, Writer
 
 # -- the kernels --------------------------------------------------------------------------
 # name -> (argument kinds, returns a float64, source).  Kinds: m a (rows, cols) matrix, v a
-# vector, L int64 labels, t the loss's targets (labels or a matrix), s float64 sums,
-# b bool, i int64, f float64.  "{act}" kernels exist once per activation, "{loss}" kernels
-# once per loss, "{t}" kernels once per combination of transposes (TRANSPOSES).
+# vector, L int64 labels (or indices, or addresses), t the targets (labels or a matrix),
+# u a buffer for a batch of targets (labels or a vector), s float64 sums, b bool, i int64,
+# f float64, r a number of the dtype.  "{act}" kernels exist once per activation, "{loss}"
+# kernels once per loss, "{t}" kernels once per combination of transposes (TRANSPOSES),
+# "{targets}" kernels once per kind of targets (TARGETS).
 _INSTRUCTIONS = {
     "matmul{t}": ("mmm", False, '''
 def matmul{t}(a, b, out):
@@ -200,7 +204,64 @@ def gather_weights(W, order, start, w):
     """w[r] = W[order[start + r]]: one batch's row weights."""
     for r in range(w.size):
         w[r] = W[order[start + r]]'''),
+    # the epoch loop, one per kind of targets: calls the architecture's train_step
+    "train_epoch_{targets}": ("LivvvvmtvLiiiriivuvssLs", True, None),   # _epoch_source
 }
+
+# The targets of a loss: class labels (int64 vector) or values (a matrix like the output).
+TARGETS = ("labels", "values")
+
+
+def step_signature(targets: str, dtype):
+    """The signature of the glue's ``train_step`` (``cpu.py``), which ``train_epoch_<targets>``
+    calls for every batch at its address: (kernels, params, grads, state, arena, x, y, w,
+    lr, step, layout, hyper, key, stats) -> the batch's mean loss."""
+    from numba import from_dtype, types
+    real = from_dtype(np.dtype(dtype))
+    vec, mat = types.Array(real, 1, "C"), types.Array(real, 2, "C")
+    ints, sums = types.Array(types.int64, 1, "C"), types.Array(types.float64, 1, "C")
+    y = ints if targets == "labels" else mat
+    return types.float64(ints, vec, vec, vec, vec, mat, y, vec, real, types.int64, ints, sums,
+                         types.int64, sums)
+
+
+def _epoch_source(targets: str) -> str:
+    """The epoch loop: gather each batch, then one call of the glue's train_step."""
+    if targets == "labels":
+        gather_y = "y = vector(ybuf, 0, n)\n        gather_labels(Y, order, start, y)"
+    else:
+        gather_y = "y = view(ybuf, 0, n, Y.shape[1])\n        gather_rows(Y, order, start, y)"
+    return f'''
+def train_epoch_{targets}(kernels, step_fn, params, grads, state, arena, X, Y, W, order, first,
+                       last, batch_size, lr, step, seed, xbuf, ybuf, wbuf, losses, stats,
+                       layout, hyper):
+    """Batches first..last-1 of an epoch: gather each batch's rows (in the shuffled order)
+    into xbuf, ybuf and wbuf, and call the architecture's train_step on them: it lives at
+    address step_fn (its glue, compiled once per architecture), and takes `kernels`,
+    `layout` and `hyper` along.  `step` counts the steps before this call, `seed` seeds
+    the dropout masks (dropout_key), W holds row weights (or is empty).  Each batch's mean
+    loss goes to losses[b]; train_step adds the metric sums into stats.  Returns the sum of
+    loss * rows."""
+    train_step = step_function(step_fn, real, "{targets}")
+    rows, d = X.shape
+    total = 0.0
+    for b in range(first, last):
+        key = dropout_key(seed, b)
+        start = b * batch_size
+        n = min(batch_size, rows - start)
+        x = view(xbuf, 0, n, d)
+        gather_rows(X, order, start, x)
+        {gather_y}
+        w = W
+        if W.size > 0:
+            w = vector(wbuf, 0, n)
+            gather_weights(W, order, start, w)
+        t = step + b - first + 1
+        value = train_step(kernels, params, grads, state, arena, x, y, w, lr, t, layout,
+                           hyper, key, stats)
+        losses[b] = value
+        total += n * value
+    return total'''
 
 
 def _stats_source(loss) -> str:
@@ -235,6 +296,8 @@ def _variants(key: str) -> list[dict]:
         return [{"loss": l} for l in LOSSES]
     if "{t}" in key:
         return [{"t": t} for t in TRANSPOSES]
+    if "{targets}" in key:
+        return [{"targets": t} for t in TARGETS]
     return [{}]
 
 
@@ -259,12 +322,12 @@ def signature(name: str, dtype):
     vec = types.Array(from_dtype(np.dtype(dtype)), 1, "C")
     key, kinds, fields = _template(name)
     labels = types.Array(types.int64, 1, "C")
-    target = real
-    if "loss" in fields and LOSSES[fields["loss"]].targets == "labels":
-        target = labels
-    kind = {"m": real, "v": vec, "L": labels, "t": target,
-            "s": types.Array(types.float64, 1, "C"), "b": types.boolean,
-            "i": types.int64, "f": types.float64}
+    by_labels = fields.get("targets") == "labels" or (
+        "loss" in fields and LOSSES[fields["loss"]].targets == "labels")
+    kind = {"m": real, "v": vec, "L": labels, "t": labels if by_labels else real,
+            "u": labels if by_labels else vec, "s": types.Array(types.float64, 1, "C"),
+            "b": types.boolean, "i": types.int64, "f": types.float64,
+            "r": from_dtype(np.dtype(dtype))}
     ret = types.float64 if _INSTRUCTIONS[key][1] else types.void
     return ret(*[kind[k] for k in kinds])
 
@@ -279,6 +342,7 @@ def source(dtype, cached: bool = False) -> str:
     w("each is compiled for one signature the first time a model needs it, then cached.")
     w('"""')
     for line in ("import math", "", "import numpy as np", "from numba import njit", "",
+                 "from graphnn.compile.views import step_function, vector, view", "",
                  f"real = np.{dtype.name}"):
         w(line)
     acts = with_dependencies(sorted(ACTIVATIONS))
@@ -297,7 +361,7 @@ def source(dtype, cached: bool = False) -> str:
         helpers += [h for h in a.helpers_for(dtype.name) if h not in helpers]
     scalars = helpers + [s for a in acts for s in (a.forward_for(dtype.name)[0],
                                                     a.grad_for(dtype.name))]
-    scalars += list(SOFTMAX_SOURCE) + [UNIFORM_SOURCE]
+    scalars += list(SOFTMAX_SOURCE) + [UNIFORM_SOURCE, DROPOUT_KEY_SOURCE]
     for loss in LOSSES.values():
         scalars += [loss.source] + ([loss.correct] if loss.correct else [])
     for s in scalars:
@@ -313,6 +377,8 @@ def source(dtype, cached: bool = False) -> str:
             loss = LOSSES[fields["loss"]]
             text = _stats_source(loss) if key == "stats_{loss}" else \
                 text.format(loss=loss.name, formula=loss.formula)
+        elif "targets" in fields:
+            text = _epoch_source(fields["targets"])
         elif "t" in fields:
             a, b, product = TRANSPOSES[fields["t"]]
             text = text.format(t=fields["t"], a=a, b=b, product=product)

@@ -115,3 +115,54 @@ def kernel(typingctx, addresses, index, name, real):
         value.jit_addr = builder.inttoptr(address, voidptr)
         return value._getvalue()
     return out_type(addresses, types.intp, name, real), codegen
+
+
+@intrinsic
+def step_function(typingctx, address, real, targets):
+    """The glue's ``train_step`` at ``address`` (int64, never 0: an ``IndexError``
+    otherwise), as a first-class function value typed by ``library.step_signature``:
+    the library's epoch loop calls it for every batch."""
+    from . import library
+    if not (isinstance(targets, types.StringLiteral) and isinstance(real, types.NumberClass)
+            and isinstance(address, types.Integer)
+            and targets.literal_value in library.TARGETS):
+        return None
+    out_type = types.FunctionType(library.step_signature(targets.literal_value,
+                                                         str(real.instance_type)))
+
+    def codegen(context, builder, sig, args):
+        address_v = context.cast(builder, args[0], sig.args[0], types.int64)
+        with cgutils.if_unlikely(builder, cgutils.is_null(builder, address_v)):
+            context.call_conv.return_user_exc(builder, IndexError,
+                                              ("graphnn: no train_step address",))
+        value = cgutils.create_struct_proxy(out_type)(context, builder)
+        value.jit_addr = builder.inttoptr(address_v, context.get_value_type(types.voidptr))
+        return value._getvalue()
+    return out_type(address, real, targets), codegen
+
+
+@intrinsic
+def at(typingctx, array, index):
+    """``array[index]`` of a 1-D C array (the glue's ``layout`` and ``hyper``), with one
+    bounds check (an ``IndexError``): Numba's general indexing costs a new architecture
+    about 5 ms to lower per read, and the glue reads dozens of these numbers."""
+    if not (isinstance(array, types.Array) and array.ndim == 1 and array.layout == "C"
+            and isinstance(index, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ary = make_array(sig.args[0])(context, builder, args[0])
+        i = context.cast(builder, args[1], sig.args[1], types.intp)
+        outside = builder.or_(builder.icmp_signed("<", i, context.get_constant(types.intp, 0)),
+                              builder.icmp_signed(">=", i, ary.nitems))
+        with cgutils.if_unlikely(builder, outside):
+            context.call_conv.return_user_exc(builder, IndexError,
+                                              ("graphnn: a layout or hyper index is outside",))
+        return builder.load(builder.gep(ary.data, [i]))
+    return array.dtype(array, index), codegen
+
+
+def python_at(array, index):
+    if not 0 <= index < array.size:
+        raise IndexError("graphnn: a layout or hyper index is outside")
+    return array[index]
