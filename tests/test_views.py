@@ -106,10 +106,32 @@ def test_epoch_loop_refuses_a_missing_step():
     net = gn.Sequential([gn.Dense(3)], input_dim=2).compile(
         loss="cross_entropy", optimizer=gn.SGD(0.1), dtype="float64")
     b = net.backend
-    b._step = 0
     loop = b.library.kernel(b.epoch_kernel)
     X, y = np.zeros((4, 2)), np.zeros(4, np.int64)
     with pytest.raises(IndexError, match="no train_step"):
         loop(b.kernels, 0, net.params, net.grads, net.state, np.zeros(64), X, y, np.zeros(0),
              np.arange(4), 0, 1, 4, 0.1, 0, 0, np.zeros(8), np.zeros(4, np.int64),
              np.zeros(4), np.zeros(1), np.zeros(3), b.layout, b.hyper)
+
+
+def test_no_compiled_glue_returns_a_view():
+    """Views borrow their buffer (no reference of their own), so none may outlive the
+    compiled call that made it: every compiled function of the glue and the library returns
+    a number or nothing, never an array."""
+    import numba
+    import graphnn as gn
+    x = gn.Input(4)
+    h = gn.Dropout(0.2)(gn.Dense(5, activation="tanh")(x))
+    net = gn.Model(x, gn.Dense(3)(gn.Concatenate()([h, gn.Dense(2)(x)]))).compile(
+        loss="cross_entropy", optimizer=gn.Adam(0.01), dtype="float64")
+    X, y = np.random.default_rng(0).normal(size=(12, 4)), np.arange(12) % 3
+    net.fit(X, y, epochs=1, batch_size=4)
+    _, grads = net.loss_and_grads(X, y)
+    net.apply_gradients(grads)
+    compiled = [(name, d) for ns in (net.backend.glue, net.backend.library.namespace)
+                for name, d in ns.items() if getattr(d, "overloads", None)]
+    assert {"train_step", "loss_and_grads", "update", "train_epoch_labels"} <= {
+        n for n, _ in compiled}
+    for name, d in compiled:
+        for cres in d.overloads.values():
+            assert not isinstance(cres.signature.return_type, numba.types.Array), name

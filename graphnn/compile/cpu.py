@@ -566,6 +566,7 @@ class CpuBackend:
         self.epoch_kernel = f"train_epoch_{self.targets}"     # the library's epoch loop
         self._kernels = None                 # their addresses, once compiled
         self._step = 0                       # train_step's address, once compiled
+        self._epoch = None                   # the library's epoch loop, once compiled
 
     @property
     def library_source(self) -> str:
@@ -583,9 +584,9 @@ class CpuBackend:
     def train_epoch(self, params, grads, state, arena, X, Y, W, order, first, last, batch_size,
                     lr, step, seed, xbuf, ybuf, wbuf, losses, stats):
         """The library's epoch loop, calling this architecture's train_step per batch."""
-        if not self._step:
+        if self._epoch is None:
             self.compile(self.targets == "labels")
-        return self.library.kernel(self.epoch_kernel)(
+        return self._epoch(
             self.kernels, self._step, params, grads, state, arena, X, Y, W, order, first, last,
             batch_size, lr, step, seed, xbuf, ybuf, wbuf, losses, stats, self.layout,
             self.hyper)
@@ -670,8 +671,8 @@ class CpuBackend:
         sig = self._signature(labels)
         step = self.glue["train_step"]
         library.compile_once(step, sig)
-        self.library.kernel(self.epoch_kernel)
         self._step = _get_jit_address(step, library.step_signature(self.targets, self.dtype))
+        self._epoch = self.library.kernel(self.epoch_kernel)
 
     @staticmethod
     def to_device(host: np.ndarray) -> np.ndarray:
