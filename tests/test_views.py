@@ -5,8 +5,9 @@ import pytest
 from numba import njit
 
 from graphnn.compile import library
-from graphnn.compile.views import (at, kernel, python_at, python_vector, python_view,
-                                   step_function, vector, view)
+from graphnn.compile.views import (at, block, kernel, matrix, python_at, python_block,
+                                   python_matrix, python_vec, python_vector, python_view,
+                                   step_function, vec, vector, view)
 
 
 @njit
@@ -135,3 +136,43 @@ def test_no_compiled_glue_returns_a_view():
     for name, d in compiled:
         for cres in d.overloads.values():
             assert not isinstance(cres.signature.return_type, numba.types.Array), name
+
+
+@njit
+def _matrix(flat, layout, k):
+    return matrix(flat, layout, k).copy()
+
+
+@njit
+def _vec(flat, layout, k):
+    return vec(flat, layout, k).copy()
+
+
+@njit
+def _block(arena, layout, k, rows):
+    return block(arena, layout, k, rows).copy()
+
+
+def test_layout_views_match_numpy():
+    """matrix/vec/block read their place and shape from layout: the same arrays as slicing."""
+    flat = np.arange(40.0)
+    layout = np.array([4, 3, 2, 5, 1, 3], np.int64)   # 4 arena columns; (2, 5) at 3; block 1..3
+    for m, v, b in ((_matrix, _vec, _block), (python_matrix, python_vec, python_block)):
+        np.testing.assert_array_equal(m(flat, layout, 1), flat[3:13].reshape(2, 5))
+        np.testing.assert_array_equal(v(flat, layout, 1), flat[3:5])
+        cap = 40 // 4                                  # block at column 1, 3 wide, 7 rows
+        np.testing.assert_array_equal(b(flat, layout, 4, 2), flat[cap:cap + 6].reshape(2, 3))
+
+
+@pytest.mark.parametrize("layout,k,rows", [
+    ([4, 30, 2, 6, 0, 0], 1, 0),          # matrix past the end of the buffer
+    ([4, 3, 2, 5], 2, 0),                 # slots k..k+2 past the end of layout
+    ([4, 3, 2, 5], -1, 0),                # negative slot
+    ([0, 1, 3], 1, 2),                    # no arena columns: no rows
+    ([4, 3, 4, 9], 2, 11),                # block rows past its room
+])
+def test_layout_views_never_leave_their_buffers(layout, k, rows):
+    flat, layout = np.arange(40.0), np.array(layout, np.int64)
+    for fn in (_matrix, python_matrix) if rows == 0 else (_block, python_block):
+        with pytest.raises(IndexError):
+            fn(flat, layout, k) if rows == 0 else fn(flat, layout, k, rows)

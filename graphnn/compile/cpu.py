@@ -241,11 +241,11 @@ class CpuModule:
 
     def _block(self, buf: str, rows: str = "n") -> str:
         """Source of the first `rows` rows of arena block `buf`: the block at column c, w wide,
-        holds cap rows from element c * cap on (``views.view``: cheap to compile)."""
+        holds cap rows from element c * cap on (``views.block``: one intrinsic)."""
         col, width = self.plan.arena[buf]
         k = self.int_slot(col, f"{self._about[buf]}: first column", key=("block", buf))
         self.int_slot(width, f"{self._about[buf]}: width", key=("width", buf))
-        return f"view(arena, at(layout, {k}) * cap, {rows}, at(layout, {k + 1}))"
+        return f"block(arena, layout, {k}, {rows})"
 
     def _param(self, slot) -> str:
         k = self.int_slot(slot.offset, f"{self._about[slot.var]}: offset", key=("param", slot.var))
@@ -253,8 +253,8 @@ class CpuModule:
             self.int_slot(size, f"{self._about[slot.var]}: size of axis {d}",
                           key=("dim", slot.var, d))
         if len(slot.shape) == 2:
-            return f"view({{flat}}, at(layout, {k}), at(layout, {k + 1}), at(layout, {k + 2}))"
-        return f"vector({{flat}}, at(layout, {k}), at(layout, {k + 1}))"
+            return f"matrix({{flat}}, layout, {k})"
+        return f"vec({{flat}}, layout, {k})"
 
     # views at the top of a function, for the buffers its instructions touch
     def _declare(self, steps, extra=()):
@@ -268,7 +268,7 @@ class CpuModule:
             if b.name not in [u.name for u in used]:
                 used.append(b)
         scratch = any(isinstance(s, ir.MatMul) and s.acc for s in steps)
-        if any(b.kind == "arena" for b in used) or scratch:
+        if scratch:
             w("cap = arena.size // at(layout, 0)")
         if any(isinstance(s, ir.ActGrad) and s.colsum is None for s in steps):
             w("none = vector(params, 0, 0)   # an empty vector: no column sums")
@@ -324,23 +324,28 @@ class CpuModule:
             w(f"Fused: the output {p.fused}: training feeds the loss the logits.")
         w()
         w("Every loop is a kernel of graphnn's library (graphnn/compile/library.py; the")
-        w("model's library_source() shows it), compiled once per machine for any shape.")
+        w("model's library_source() shows it), compiled once per machine for any shape,")
+        w("and so is the loop over an epoch's batches, which calls train_step below.")
         w("`kernels` holds their addresses; kernel() makes each a first-class function, so")
-        w("Numba calls it there and only this glue compiles for a new architecture.")
+        w("Numba calls it there and only train_step compiles for a new architecture.")
         w()
         w("No size, name or hyperparameter is written here: every model of this structure,")
         w("whatever its widths, runs this code.  The numbers come at run time in two arrays")
         w("(listed below): `layout` (int64) and `hyper` (float64).  Parameters are slices")
-        w("of one flat buffer (gradients alike); every activation and gradient is a block of")
-        w("columns of one workspace, the arena, with room for `cap` rows: the first n rows")
-        w("of the block at column c, width k, are arena[c * cap:c * cap + n * k] as (n, k).")
+        w("of one flat buffer (gradients alike): matrix(params, layout, k) is the")
+        w("(layout[k+1], layout[k+2]) matrix at offset layout[k], vec(params, layout, k) the")
+        w("layout[k+1] numbers there.  Every activation and gradient is a block of columns of")
+        w("one workspace, the arena, with room for cap = arena.size // layout[0] rows:")
+        w("block(arena, layout, k, n) is the first n rows of the block at column c = layout[k],")
+        w("width w = layout[k+1]: arena[c * cap:c * cap + n * w] as (n, w).  Each of these")
+        w("(graphnn/compile/views.py) checks that it lies inside its buffer.")
         w('"""')
         w("import math")
         w()
         w("import numpy as np")
         w("from numba import njit")
         w()
-        w("from graphnn.compile.views import at, kernel, vector, view")
+        w("from graphnn.compile.views import at, block, kernel, matrix, vec, vector, view")
         w()
         w(f"real = np.{self.dtype.name}")
         for k, v in NUMERIC_CONSTANTS.items():      # for the optimizer's and schedule's math
@@ -435,7 +440,6 @@ def loss_and_grads(kernels, params, grads, arena, x, y, w, layout{drop}):
     can sum grads across processes before update().\"\"\"
     loss = {self.kernel_ref(self.loss_kernel)}
     n = x.shape[0]
-    cap = arena.size // at(layout, 0)
     z = {self._logits('x', 'key', 'row0')}
     dz = {dz}
     value = loss(z, y, w, dz)
@@ -523,7 +527,6 @@ def train_step(kernels, params, grads, state, arena, x, y, w, lr, step, layout, 
     `key` seeds the dropout masks (a graph without dropout ignores it).\"\"\"
     batch_stats = {self.kernel_ref(self.stats_kernel)}
     n = x.shape[0]
-    cap = arena.size // at(layout, 0)
     value = loss_and_grads(kernels, params, grads, arena, x, y, w, layout{drop})
     apply_update(params, grads, state, {lr}, step, hyper)
     batch_stats({z}, y, stats)
@@ -698,6 +701,7 @@ def _as_python(glue: dict, lib) -> dict:
     dispatcher: what predict and evaluate run in (they cost no compile, and call the same
     compiled library kernels)."""
     python = dict(glue, view=views.python_view, vector=views.python_vector, at=views.python_at,
+                  matrix=views.python_matrix, vec=views.python_vec, block=views.python_block,
                   kernel=lambda addresses, index, name, real: lib.kernel(name))
     for name, value in glue.items():
         f = getattr(value, "py_func", value)

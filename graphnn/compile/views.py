@@ -169,3 +169,94 @@ def python_at(array, index):
     if not 0 <= index < array.size:
         raise IndexError("graphnn: a layout or hyper index is outside")
     return array[index]
+
+
+def _items(context, builder, layout_type, layout, k, count):
+    """layout[k], ..., layout[k + count - 1] (int64, intp on this machine), bounds-checked."""
+    ary = make_array(layout_type)(context, builder, layout)
+    zero = context.get_constant(types.intp, 0)
+    last = builder.add(k, context.get_constant(types.intp, count - 1))
+    outside = builder.or_(builder.icmp_signed("<", k, zero),
+                          builder.icmp_signed(">=", last, ary.nitems))
+    with cgutils.if_unlikely(builder, outside):
+        context.call_conv.return_user_exc(builder, IndexError,
+                                          ("graphnn: a layout or hyper index is outside",))
+    return [builder.load(builder.gep(ary.data, [builder.add(k, context.get_constant(types.intp, j))]))
+            for j in range(count)]
+
+
+def _layout(t) -> bool:
+    return isinstance(t, types.Array) and t.ndim == 1 and t.layout == "C" and \
+        t.dtype == types.int64
+
+
+@intrinsic
+def matrix(typingctx, flat, layout, k):
+    """The (layout[k + 1], layout[k + 2]) matrix at offset layout[k] of ``flat``: a
+    parameter or its gradient (one intrinsic instead of a view and three reads)."""
+    if not (_flat(flat) and _layout(layout) and isinstance(k, types.Integer)):
+        return None
+    out_type = types.Array(flat.dtype, 2, "C")
+
+    def codegen(context, builder, sig, args):
+        k_v = context.cast(builder, args[2], sig.args[2], types.intp)
+        start, rows, cols = _items(context, builder, sig.args[1], args[1], k_v, 3)
+        return _view(context, builder, sig.args[0], args[0], start, (rows, cols), out_type)
+    return out_type(flat, layout, k), codegen
+
+
+@intrinsic
+def vec(typingctx, flat, layout, k):
+    """The layout[k + 1] numbers at offset layout[k] of ``flat`` (a bias or its gradient)."""
+    if not (_flat(flat) and _layout(layout) and isinstance(k, types.Integer)):
+        return None
+    out_type = types.Array(flat.dtype, 1, "C")
+
+    def codegen(context, builder, sig, args):
+        k_v = context.cast(builder, args[2], sig.args[2], types.intp)
+        start, size = _items(context, builder, sig.args[1], args[1], k_v, 2)
+        return _view(context, builder, sig.args[0], args[0], start, (size,), out_type)
+    return out_type(flat, layout, k), codegen
+
+
+@intrinsic
+def block(typingctx, arena, layout, k, rows):
+    """The first ``rows`` rows of the arena block whose first column is layout[k] and width
+    layout[k + 1]; the arena has room for cap = arena.size // layout[0] rows, and the block
+    at column c holds them from element c * cap on."""
+    if not (_flat(arena) and _layout(layout) and isinstance(k, types.Integer)
+            and isinstance(rows, types.Integer)):
+        return None
+    out_type = types.Array(arena.dtype, 2, "C")
+
+    def codegen(context, builder, sig, args):
+        zero = context.get_constant(types.intp, 0)
+        (columns,) = _items(context, builder, sig.args[1], args[1], zero, 1)
+        k_v = context.cast(builder, args[2], sig.args[2], types.intp)
+        col, width = _items(context, builder, sig.args[1], args[1], k_v, 2)
+        with cgutils.if_unlikely(builder, builder.icmp_signed("<=", columns, zero)):
+            context.call_conv.return_user_exc(builder, IndexError,
+                                              ("graphnn: a view would leave its buffer",))
+        src = make_array(sig.args[0])(context, builder, args[0])
+        cap = builder.sdiv(src.nitems, columns)
+        n = context.cast(builder, args[3], sig.args[3], types.intp)
+        return _view(context, builder, sig.args[0], args[0], builder.mul(col, cap), (n, width),
+                     out_type)
+    return out_type(arena, layout, k, rows), codegen
+
+
+def python_matrix(flat, layout, k):
+    return python_view(flat, python_at(layout, k), python_at(layout, k + 1),
+                       python_at(layout, k + 2))
+
+
+def python_vec(flat, layout, k):
+    return python_vector(flat, python_at(layout, k), python_at(layout, k + 1))
+
+
+def python_block(arena, layout, k, rows):
+    columns = python_at(layout, 0)
+    if columns <= 0:
+        raise IndexError("graphnn: a view would leave its buffer")
+    cap = arena.size // columns
+    return python_view(arena, python_at(layout, k) * cap, rows, python_at(layout, k + 1))
