@@ -1,7 +1,8 @@
 """The scheduler: epochs over shuffled mini-batches, handed to the compiled loop in chunks.
 
 Per epoch: draw a permutation of the rows from the model's seeded generator, then
-call the generated ``train_epoch`` on a chunk of batches at a time (gather batch,
+call the backend's ``train_epoch`` (on the CPU the kernel library's epoch loop, which
+calls the generated ``train_step``) on a chunk of batches at a time (gather batch,
 forward, loss, backward, update, for every batch of the chunk).  Python runs only
 between chunks: a chunk is the whole epoch unless a progress bar is shown, then it
 is sized to take about 0.1 s.  The last batch may be smaller; the epoch's loss is

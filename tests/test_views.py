@@ -133,9 +133,14 @@ def test_no_compiled_glue_returns_a_view():
                 for name, d in ns.items() if getattr(d, "overloads", None)]
     assert {"train_step", "loss_and_grads", "update", "train_epoch_labels"} <= {
         n for n, _ in compiled}
+    def holds_array(t):
+        return isinstance(t, numba.types.Array) or any(
+            holds_array(e) for e in getattr(t, "types", ()) if isinstance(e, numba.types.Type))
     for name, d in compiled:
         for cres in d.overloads.values():
-            assert not isinstance(cres.signature.return_type, numba.types.Array), name
+            assert not holds_array(cres.signature.return_type), name
+    b = net.backend                   # forward() leaves its output in the arena, returns None
+    assert b.glue["forward"](b.kernels, net.params, net.arena, X[:2], b.layout) is None
 
 
 @njit
@@ -160,19 +165,31 @@ def test_layout_views_match_numpy():
     for m, v, b in ((_matrix, _vec, _block), (python_matrix, python_vec, python_block)):
         np.testing.assert_array_equal(m(flat, layout, 1), flat[3:13].reshape(2, 5))
         np.testing.assert_array_equal(v(flat, layout, 1), flat[3:5])
-        cap = 40 // 4                                  # block at column 1, 3 wide, 7 rows
+        cap = 40 // 4                    # room for 10 rows; block at column 1, 3 wide, 2 rows
         np.testing.assert_array_equal(b(flat, layout, 4, 2), flat[cap:cap + 6].reshape(2, 3))
+
+
+BIG = 2 ** 32
 
 
 @pytest.mark.parametrize("layout,k,rows", [
     ([4, 30, 2, 6, 0, 0], 1, 0),          # matrix past the end of the buffer
     ([4, 3, 2, 5], 2, 0),                 # slots k..k+2 past the end of layout
     ([4, 3, 2, 5], -1, 0),                # negative slot
+    ([4, 3, 2, 5], 2 ** 63 - 1, 0),       # a slot where k + 2 would wrap
+    ([4, 0, BIG, BIG], 1, 0),             # rows * cols wraps to 0: must not pass as small
+    ([4, 0, -BIG, -BIG], 1, 0),           # negative sizes whose product is positive
     ([0, 1, 3], 1, 2),                    # no arena columns: no rows
-    ([4, 3, 4, 9], 2, 11),                # block rows past its room
+    ([4, 1, 3], 1, 11),                   # more rows than the block has room for (cap 10)
+    ([4, 3, 2], 1, 10),                   # a block starting inside the arena, too wide for it
+    ([4, 2 ** 62, 3], 1, 1),              # a column whose start column * cap would wrap
+    ([4, -1, 3], 1, 1),                   # a negative column
 ])
 def test_layout_views_never_leave_their_buffers(layout, k, rows):
     flat, layout = np.arange(40.0), np.array(layout, np.int64)
+    messages = set()
     for fn in (_matrix, python_matrix) if rows == 0 else (_block, python_block):
-        with pytest.raises(IndexError):
+        with pytest.raises(IndexError) as caught:
             fn(flat, layout, k) if rows == 0 else fn(flat, layout, k, rows)
+        messages.add(str(caught.value))
+    assert len(messages) == 1, messages        # compiled and Python: the same error

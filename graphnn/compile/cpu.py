@@ -18,7 +18,6 @@ import numba
 import numpy as np
 
 from .. import ir
-from ..ops.dropout import DROPOUT_KEY_SOURCE
 from . import cache, library, views
 from .codegen import INLINE_JIT, NUMERIC_CONSTANTS, Writer
 from .plan import Plan, structural_kind
@@ -374,7 +373,7 @@ class CpuModule:
             self.w(self.jit[how])
 
     def _function(self, source: str, how: str = KERNEL):
-        """Append one function, compiled as ``how`` says (KERNEL, INLINE or PYTHON)."""
+        """Append one function, compiled as ``how`` says (STEP, KERNEL, INLINE or PYTHON)."""
         self.jit_line(how)
         for line in source.splitlines():
             self.w(line)
@@ -384,8 +383,6 @@ class CpuModule:
     def source(self) -> str:
         w, p = self.w, self.plan
         loss = p.loss
-        if p.dropout:
-            self._function(DROPOUT_KEY_SOURCE, INLINE)
         schedule = self.optimizer.schedule
         if schedule.per_step:
             self._function(schedule.source(generic=True), INLINE)
@@ -394,13 +391,15 @@ class CpuModule:
         w("# " + "-" * 30 + " forward pass " + "-" * 30)
         w()
         self._pass("forward", "kernels, params, arena, x, layout", p.forward, p.output,
-                   "The graph's output for the rows of x (inference).")
+                   "The graph's output for the rows of x (inference), left in its block.")
         if p.fused or p.dropout:
             why = ", ".join(([f"stops at the logits ({p.fused} fused)"] if p.fused else [])
                             + (["dropout masks from key and the rows' numbers row0 + i "
                                 "(key < 0: no dropout)"] if p.dropout else []))
             self._pass("forward_logits", f"kernels, params, arena, x, layout{drop}",
-                       p.train_forward, p.logits, f"Forward pass as the loss sees it: {why}.")
+                       p.train_forward, p.logits,
+                       f"Forward pass as the loss sees it: {why}; the logits are left in "
+                       "their block.")
         w("# " + "-" * 30 + " backward pass " + "-" * 30)
         w()
         self.jit_line(INLINE)
@@ -440,7 +439,8 @@ def loss_and_grads(kernels, params, grads, arena, x, y, w, layout{drop}):
     can sum grads across processes before update().\"\"\"
     loss = {self.kernel_ref(self.loss_kernel)}
     n = x.shape[0]
-    z = {self._logits('x', 'key', 'row0')}
+    {self._logits('x', 'key', 'row0')}
+    z = {self._output(p.logits, 'x')}
     dz = {dz}
     value = loss(z, y, w, dz)
     backward(kernels, params, grads, arena, x, layout)
@@ -449,18 +449,20 @@ def loss_and_grads(kernels, params, grads, arena, x, y, w, layout{drop}):
         w("# " + "-" * 20 + " plain Python: kernel calls per batch of rows " + "-" * 20)
         w("# These, and the glue they call, run as plain Python: the backend runs them in a")
         w("# copy of this module where every function above is its Python original and")
-        w("# view / vector are NumPy slices.  Each library kernel is called through its")
-        w("# dispatcher, so they cost no compile; the Python runs once per `cap` rows.")
+        w("# at / view / vector / matrix / vec / block are NumPy indexing and slices (same")
+        w("# checks).  Each library kernel is called through its dispatcher, so they cost")
+        w("# no compile; the Python runs once per `cap` rows.")
         w()
-        self._function("""
+        self._function(f"""
 def predict(kernels, params, arena, X, out, layout):
     \"\"\"forward() over all rows of X, cap rows at a time.\"\"\"
     cap = arena.size // at(layout, 0)
     rows = X.shape[0]
     for start in range(0, rows, cap):
         stop = min(start + cap, rows)
-        out[start:stop] = forward(kernels, params, arena, X[start:stop], layout)""".strip("\n"),
-                       PYTHON)
+        n = stop - start
+        forward(kernels, params, arena, X[start:stop], layout)
+        out[start:stop] = {self._output(p.output, 'X[start:stop]')}""".strip("\n"), PYTHON)
         self._function(f"""
 def evaluate(kernels, params, arena, X, Y, stats, layout, hyper):
     \"\"\"Summed loss (per-batch mean times rows) over all rows of X, no dropout;
@@ -475,7 +477,8 @@ def evaluate(kernels, params, arena, X, Y, stats, layout, hyper):
         stop = min(start + cap, rows)
         n = stop - start
         y = Y[start:stop]
-        z = {self._logits('X[start:stop]', '-1', '0')}
+        {self._logits('X[start:stop]', '-1', '0')}
+        z = {self._output(p.logits, 'X[start:stop]')}
         dz = {self._block(p.dlogits.name)}
         total += n * loss(z, y, equal, dz)
         batch_stats(z, y, stats)
@@ -496,25 +499,33 @@ def evaluate(kernels, params, arena, X, Y, stats, layout, hyper):
         return f"{name}(kernels, params, arena, {x}, layout, hyper, {key}, {row0})"
 
     def _pass(self, name, args, steps, result: ir.Buf, doc: str):
+        """A pass that leaves its result in its arena block (``_output``): it returns
+        nothing, so no view (which borrows its buffer, views.py) can leave compiled code."""
         w = self.w
         self.jit_line(INLINE)
         with w.block(f"def {name}({args}):"):
             w(f'"""{doc}"""')
             w("n = x.shape[0]")
-            self._declare(steps, extra=[result] if result.kind == "arena" else [])
+            self._declare(steps)
             self._steps(steps)
-            w(f"return {self.var(result)}")
         w()
         w()
 
+    def _output(self, result: ir.Buf, x: str) -> str:
+        """Source of the view of a pass's result for its first n rows (`x` if the result
+        is the input itself)."""
+        return self._block(result.name) if result.kind == "arena" else x
+
     def _train_step(self):
         plan = self.plan
-        lr = "lr"
+        lr = ""
         schedule = self.optimizer.schedule
         if schedule.per_step:
             slots = [self.real_slot(v, f"schedule: {k}") for k, v in schedule.hyper().items()]
-            lr = "real(schedule_lr(step, " + ", ".join(f"at(hyper, {s})" for s in slots) + "))"
+            lr = ("\n    lr = real(schedule_lr(step, " + ", ".join(f"at(hyper, {s})" for s in slots)
+                  + "))   # this step's lr (a per-step schedule)")
         z = self._block(plan.logits.name) if plan.logits.kind == "arena" else "x"
+        rows = "\n    n = x.shape[0]" if plan.logits.kind == "arena" else ""
         drop = ", hyper, key, 0" if plan.dropout else ""
         targets = "labels" if plan.loss.targets == "labels" else "values"
         self._function(f"""
@@ -525,10 +536,9 @@ def train_step(kernels, params, grads, state, arena, x, y, w, lr, step, layout, 
     loop (train_epoch_{targets}) gathers each batch and calls this at its address: compiled
     without Python wrappers, it is all a new architecture compiles for training.
     `key` seeds the dropout masks (a graph without dropout ignores it).\"\"\"
-    batch_stats = {self.kernel_ref(self.stats_kernel)}
-    n = x.shape[0]
-    value = loss_and_grads(kernels, params, grads, arena, x, y, w, layout{drop})
-    apply_update(params, grads, state, {lr}, step, hyper)
+    batch_stats = {self.kernel_ref(self.stats_kernel)}{rows}
+    value = loss_and_grads(kernels, params, grads, arena, x, y, w, layout{drop}){lr}
+    apply_update(params, grads, state, lr, step, hyper)
     batch_stats({z}, y, stats)
     return value""".strip("\n"), STEP)
 
@@ -674,8 +684,8 @@ class CpuBackend:
         sig = self._signature(labels)
         step = self.glue["train_step"]
         library.compile_once(step, sig)
-        self._step = _get_jit_address(step, library.step_signature(self.targets, self.dtype))
-        self._epoch = self.library.kernel(self.epoch_kernel)
+        address = _get_jit_address(step, library.step_signature(self.targets, self.dtype))
+        self._step, self._epoch = address, self.library.kernel(self.epoch_kernel)
 
     @staticmethod
     def to_device(host: np.ndarray) -> np.ndarray:

@@ -318,13 +318,13 @@ def _template(name: str) -> tuple[str, str, dict]:
 def signature(name: str, dtype):
     """The one Numba signature kernel ``name`` is compiled for, in ``dtype``."""
     from numba import from_dtype, types
-    real = types.Array(from_dtype(np.dtype(dtype)), 2, "C")
+    mat = types.Array(from_dtype(np.dtype(dtype)), 2, "C")
     vec = types.Array(from_dtype(np.dtype(dtype)), 1, "C")
     key, kinds, fields = _template(name)
     labels = types.Array(types.int64, 1, "C")
     by_labels = fields.get("targets") == "labels" or (
         "loss" in fields and LOSSES[fields["loss"]].targets == "labels")
-    kind = {"m": real, "v": vec, "L": labels, "t": labels if by_labels else real,
+    kind = {"m": mat, "v": vec, "L": labels, "t": labels if by_labels else mat,
             "u": labels if by_labels else vec, "s": types.Array(types.float64, 1, "C"),
             "b": types.boolean, "i": types.int64, "f": types.float64,
             "r": from_dtype(np.dtype(dtype))}
@@ -340,6 +340,9 @@ def source(dtype, cached: bool = False) -> str:
     w()
     w("Every architecture's generated code calls these (see CompiledModel.source());")
     w("each is compiled for one signature the first time a model needs it, then cached.")
+    w("The epoch loops call an architecture's train_step by its address: the calling")
+    w(f"convention is library.step_signature's and views.py's, fingerprint {fingerprint()},")
+    w("so a cached loop never meets a train_step compiled for another one.")
     w('"""')
     for line in ("import math", "", "import numpy as np", "from numba import njit", "",
                  "from graphnn.compile.views import step_function, vector, view", "",

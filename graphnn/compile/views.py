@@ -3,10 +3,12 @@
 The glue (``cpu.py``) makes a 2-D view of the arena or the parameter buffer for every
 operand of every kernel call.  Written as ``flat[a:a + n * k].reshape((n, k))``, each view
 costs Numba about 0.13 s to lower (slicing and reshaping are general, and every check
-in them is built anew), so a new architecture spent seconds making views.  These two
-intrinsics build the array directly: a pointer, a shape and strides, and one bounds
+in them is built anew), so a new architecture spent seconds making views.  The
+intrinsics here build the array directly: a pointer, a shape and strides, and one bounds
 check (the view must lie inside ``flat``: an ``IndexError`` otherwise, never a read past
-its end).  The view shares ``flat``'s memory and *borrows* it: it holds no reference
+its end, and no product of sizes that could wrap).  ``view``/``vector`` take the place
+and shape as numbers; ``matrix``, ``vec`` and ``block`` read them from the glue's
+``layout`` array (checked reads), and ``at`` reads one number of ``layout`` or ``hyper``.  The view shares ``flat``'s memory and *borrows* it: it holds no reference
 (no meminfo), so making and dropping views costs no atomic reference counting, which
 cost the tiny MLP about 4 µs of its step.  The contract: a view must not outlive the
 compiled call that made it, i.e. never be returned to Python or stored.  The generated
@@ -23,14 +25,22 @@ from numba.np.arrayobj import make_array, populate_array
 
 def _view(context, builder, flat_type, flat, start, shape, out_type):
     src = make_array(flat_type)(context, builder, flat)
-    size = shape[0] if len(shape) == 1 else builder.mul(shape[0], shape[1])
-    zero = context.get_constant(types.intp, 0)
-    end = builder.add(start, size)
-    bad = builder.or_(builder.or_(builder.icmp_signed("<", start, zero),
-                                  builder.icmp_signed("<", size, zero)),
-                      builder.icmp_signed(">", end, src.nitems))
+    zero, one = context.get_constant(types.intp, 0), context.get_constant(types.intp, 1)
+    nitems = src.nitems
+    # start in [0, nitems], no negative size, and the rest fits: rows <= room // cols, with
+    # no product that could wrap (a huge layout entry must not pass as a small view)
+    bad = builder.or_(builder.icmp_signed("<", start, zero),
+                      builder.icmp_signed(">", start, nitems))
     for dim in shape:
         bad = builder.or_(bad, builder.icmp_signed("<", dim, zero))
+    room = builder.select(bad, zero, builder.sub(nitems, start))
+    if len(shape) == 1:
+        bad = builder.or_(bad, builder.icmp_signed(">", shape[0], room))
+    else:
+        rows, cols = shape
+        wide = builder.icmp_signed(">", cols, zero)
+        fits = builder.sdiv(room, builder.select(wide, cols, one))
+        bad = builder.or_(bad, builder.and_(wide, builder.icmp_signed(">", rows, fits)))
     with cgutils.if_unlikely(builder, bad):
         context.call_conv.return_user_exc(builder, IndexError,
                                           ("graphnn: a view would leave its buffer",))
@@ -75,11 +85,13 @@ def vector(typingctx, flat, start, size):
 
 # The same, in Python: the glue's plain-Python paths (predict, evaluate) run with these.
 def python_view(flat, start, rows, cols):
+    start, rows, cols = int(start), int(rows), int(cols)    # no wrapping int64 products
     _check(flat, start, rows * cols, rows, cols)
     return flat[start:start + rows * cols].reshape((rows, cols))
 
 
 def python_vector(flat, start, size):
+    start, size = int(start), int(size)
     _check(flat, start, size, size)
     return flat[start:start + size]
 
@@ -175,9 +187,9 @@ def _items(context, builder, layout_type, layout, k, count):
     """layout[k], ..., layout[k + count - 1] (int64, intp on this machine), bounds-checked."""
     ary = make_array(layout_type)(context, builder, layout)
     zero = context.get_constant(types.intp, 0)
-    last = builder.add(k, context.get_constant(types.intp, count - 1))
+    last = builder.sub(ary.nitems, context.get_constant(types.intp, count))   # no k + count
     outside = builder.or_(builder.icmp_signed("<", k, zero),
-                          builder.icmp_signed(">=", last, ary.nitems))
+                          builder.icmp_signed(">", k, last))
     with cgutils.if_unlikely(builder, outside):
         context.call_conv.return_user_exc(builder, IndexError,
                                           ("graphnn: a layout or hyper index is outside",))
@@ -230,33 +242,50 @@ def block(typingctx, arena, layout, k, rows):
     out_type = types.Array(arena.dtype, 2, "C")
 
     def codegen(context, builder, sig, args):
-        zero = context.get_constant(types.intp, 0)
+        zero, one = context.get_constant(types.intp, 0), context.get_constant(types.intp, 1)
+        leave = ("graphnn: a view would leave its buffer",)
         (columns,) = _items(context, builder, sig.args[1], args[1], zero, 1)
+        with cgutils.if_unlikely(builder, builder.icmp_signed("<=", columns, zero)):
+            context.call_conv.return_user_exc(builder, IndexError, leave)
         k_v = context.cast(builder, args[2], sig.args[2], types.intp)
         col, width = _items(context, builder, sig.args[1], args[1], k_v, 2)
-        with cgutils.if_unlikely(builder, builder.icmp_signed("<=", columns, zero)):
-            context.call_conv.return_user_exc(builder, IndexError,
-                                              ("graphnn: a view would leave its buffer",))
         src = make_array(sig.args[0])(context, builder, args[0])
         cap = builder.sdiv(src.nitems, columns)
         n = context.cast(builder, args[3], sig.args[3], types.intp)
+        # a column whose start col * cap would lie past the arena (or wrap), or more rows
+        # than the block has room for (they would spill into the next block)
+        past = builder.icmp_signed(">", col, builder.sdiv(src.nitems,
+                                                          builder.select(builder.icmp_signed(
+                                                              ">", cap, zero), cap, one)))
+        bad = builder.or_(builder.or_(builder.icmp_signed("<", col, zero), past),
+                          builder.icmp_signed(">", n, cap))
+        with cgutils.if_unlikely(builder, bad):
+            context.call_conv.return_user_exc(builder, IndexError, leave)
         return _view(context, builder, sig.args[0], args[0], builder.mul(col, cap), (n, width),
                      out_type)
     return out_type(arena, layout, k, rows), codegen
 
 
 def python_matrix(flat, layout, k):
-    return python_view(flat, python_at(layout, k), python_at(layout, k + 1),
-                       python_at(layout, k + 2))
+    if not 0 <= k <= layout.size - 3:
+        raise IndexError("graphnn: a layout or hyper index is outside")
+    return python_view(flat, layout[k], layout[k + 1], layout[k + 2])
 
 
 def python_vec(flat, layout, k):
-    return python_vector(flat, python_at(layout, k), python_at(layout, k + 1))
+    if not 0 <= k <= layout.size - 2:
+        raise IndexError("graphnn: a layout or hyper index is outside")
+    return python_vector(flat, layout[k], layout[k + 1])
 
 
 def python_block(arena, layout, k, rows):
     columns = python_at(layout, 0)
     if columns <= 0:
         raise IndexError("graphnn: a view would leave its buffer")
+    if not 0 <= k <= layout.size - 2:
+        raise IndexError("graphnn: a layout or hyper index is outside")
+    col, width = layout[k], layout[k + 1]
     cap = arena.size // columns
-    return python_view(arena, python_at(layout, k) * cap, rows, python_at(layout, k + 1))
+    if col < 0 or col > arena.size // max(cap, 1) or rows > cap:
+        raise IndexError("graphnn: a view would leave its buffer")
+    return python_view(arena, col * cap, rows, width)
