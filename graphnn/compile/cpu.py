@@ -522,8 +522,9 @@ def evaluate(kernels, params, arena, X, Y, stats, layout, hyper):
         schedule = self.optimizer.schedule
         if schedule.per_step:
             slots = [self.real_slot(v, f"schedule: {k}") for k, v in schedule.hyper().items()]
-            lr = ("\n    lr = real(schedule_lr(step, " + ", ".join(f"at(hyper, {s})" for s in slots)
-                  + "))   # this step's lr (a per-step schedule)")
+            lr = ("\n    # this step's lr (a per-step schedule; the lr argument is not used)"
+                  "\n    lr = real(schedule_lr(step, " + ", ".join(f"at(hyper, {s})" for s in slots)
+                  + "))")
         z = self._block(plan.logits.name) if plan.logits.kind == "arena" else "x"
         rows = "\n    n = x.shape[0]" if plan.logits.kind == "arena" else ""
         drop = ", hyper, key, 0" if plan.dropout else ""
