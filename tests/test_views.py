@@ -101,18 +101,27 @@ def test_step_address_zero_is_refused():
 
 
 def test_epoch_loop_refuses_a_missing_step():
-    """The library's epoch loop, called with a train_step address of 0, stops with an
-    error before any batch (a crafted or stale address never runs)."""
+    """The library's epoch loop, called with a train_step address of 0 or with batches that
+    do not fit its arrays, stops with an error before any batch (Numba checks no index)."""
     import graphnn as gn
     net = gn.Sequential([gn.Dense(3)], input_dim=2).compile(
         loss="cross_entropy", optimizer=gn.SGD(0.1), dtype="float64")
     b = net.backend
     loop = b.library.kernel(b.epoch_kernel)
     X, y = np.zeros((4, 2)), np.zeros(4, np.int64)
+    def run(step, first=0, last=1, batch_size=4, order=np.arange(4), losses=np.zeros(1)):
+        loop(b.kernels, step, net.params, net.grads, net.state, np.zeros(64), X, y,
+             np.zeros(0), order, first, last, batch_size, 0.1, 0, 0, np.zeros(8),
+             np.zeros(4, np.int64), np.zeros(4), losses, np.zeros(3), b.layout, b.hyper)
     with pytest.raises(IndexError, match="no train_step"):
-        loop(b.kernels, 0, net.params, net.grads, net.state, np.zeros(64), X, y, np.zeros(0),
-             np.arange(4), 0, 1, 4, 0.1, 0, 0, np.zeros(8), np.zeros(4, np.int64),
-             np.zeros(4), np.zeros(1), np.zeros(3), b.layout, b.hyper)
+        run(0)
+    # batches that do not fit the arrays are refused before any is gathered
+    assert b._step != 0                      # compiled with the model: a real train_step
+    for bad in (dict(last=2), dict(first=-1), dict(batch_size=0), dict(order=np.arange(3)),
+                dict(last=3, batch_size=2, losses=np.zeros(3))):
+        with pytest.raises(IndexError, match="do not fit"):
+            run(b._step, **bad)
+    run(b._step, last=2, batch_size=2, losses=np.zeros(2))      # and batches that fit run
 
 
 def test_no_compiled_glue_returns_a_view():

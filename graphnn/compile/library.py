@@ -244,6 +244,10 @@ def train_epoch_{targets}(kernels, step_fn, params, grads, state, arena, X, Y, W
     loss * rows."""
     train_step = step_function(step_fn, real, "{targets}")
     rows, d = X.shape
+    if (first < 0 or last > losses.size or batch_size <= 0 or order.size < rows
+            or Y.shape[0] < rows or (W.size > 0 and W.size < rows)
+            or (first < last and (last - 1) * batch_size >= rows)):
+        raise IndexError("graphnn: the epoch's batches do not fit its arrays")
     total = 0.0
     for b in range(first, last):
         key = dropout_key(seed, b)
