@@ -256,14 +256,14 @@ class CpuModule:
         return f"vec({{flat}}, layout, {k})"
 
     # views at the top of a function, for the buffers its instructions touch
-    def _declare(self, steps, extra=()):
+    def _declare(self, steps):
         """The first lines of a function: its kernels (from the ``kernels`` addresses), and a
         view for each buffer its instructions touch."""
         w, p = self.w, self.plan
         self._unpack([k for st in steps if not isinstance(st, ir.Comment)
                       for k in kernel_of(st)])
         used = []
-        for b in [b for s in steps for b in _buffers_of(s)] + list(extra):
+        for b in [b for s in steps for b in _buffers_of(s)]:
             if b.name not in [u.name for u in used]:
                 used.append(b)
         scratch = any(isinstance(s, ir.MatMul) and s.acc for s in steps)
