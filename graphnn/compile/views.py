@@ -8,8 +8,9 @@ intrinsics here build the array directly: a pointer, a shape and strides, and on
 check (the view must lie inside ``flat``: an ``IndexError`` otherwise, never a read past
 its end, and no product of sizes that could wrap).  ``view``/``vector`` take the place
 and shape as numbers; ``matrix``, ``vec`` and ``block`` read them from the glue's
-``layout`` array (checked reads), and ``at`` reads one number of ``layout`` or ``hyper``.  The view shares ``flat``'s memory and *borrows* it: it holds no reference
-(no meminfo), so making and dropping views costs no atomic reference counting, which
+``layout`` array (checked reads), and ``at`` reads one number of ``layout`` or ``hyper``.
+The view shares ``flat``'s memory and *borrows* it: it holds no reference (no
+meminfo), so making and dropping views costs no atomic reference counting, which
 cost the tiny MLP about 4 µs of its step.  The contract: a view must not outlive the
 compiled call that made it, i.e. never be returned to Python or stored.  The generated
 glue and the library's epoch loop only pass views to kernels; ``flat`` is an argument,
@@ -21,6 +22,8 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 from numba.np.arrayobj import make_array, populate_array
+
+OUTSIDE = "graphnn: a layout or hyper index is outside"     # a checked read's error
 
 
 def _view(context, builder, flat_type, flat, start, shape, out_type):
@@ -117,14 +120,8 @@ def kernel(typingctx, addresses, index, name, real):
 
     def codegen(context, builder, sig, args):
         addresses_v, index_v = args[0], args[1]
-        array = make_array(sig.args[0])(context, builder, addresses_v)
-        outside = builder.or_(builder.icmp_signed("<", index_v, context.get_constant(types.intp, 0)),
-                              builder.icmp_signed(">=", index_v, array.nitems))
-        with cgutils.if_unlikely(builder, outside):
-            context.call_conv.return_user_exc(builder, IndexError,
-                                              ("graphnn: no such kernel address",))
-        address = builder.load(cgutils.get_item_pointer(context, builder, sig.args[0], array,
-                                                        [index_v], wraparound=False))
+        (address,) = _items(context, builder, sig.args[0], addresses_v, index_v, 1,
+                            "graphnn: no such kernel address")
         value = cgutils.create_struct_proxy(out_type)(context, builder)
         voidptr = context.get_value_type(types.voidptr)
         value.jit_addr = builder.inttoptr(address, voidptr)
@@ -166,33 +163,25 @@ def at(typingctx, array, index):
         return None
 
     def codegen(context, builder, sig, args):
-        ary = make_array(sig.args[0])(context, builder, args[0])
         i = context.cast(builder, args[1], sig.args[1], types.intp)
-        outside = builder.or_(builder.icmp_signed("<", i, context.get_constant(types.intp, 0)),
-                              builder.icmp_signed(">=", i, ary.nitems))
-        with cgutils.if_unlikely(builder, outside):
-            context.call_conv.return_user_exc(builder, IndexError,
-                                              ("graphnn: a layout or hyper index is outside",))
-        return builder.load(builder.gep(ary.data, [i]))
+        return _items(context, builder, sig.args[0], args[0], i, 1)[0]
     return array.dtype(array, index), codegen
 
 
 def python_at(array, index):
-    if not 0 <= index < array.size:
-        raise IndexError("graphnn: a layout or hyper index is outside")
-    return array[index]
+    return _python_items(array, index, 1)[0]
 
 
-def _items(context, builder, layout_type, layout, k, count):
-    """layout[k], ..., layout[k + count - 1] (int64, intp on this machine), bounds-checked."""
-    ary = make_array(layout_type)(context, builder, layout)
+def _items(context, builder, array_type, array, k, count, message=OUTSIDE):
+    """array[k], ..., array[k + count - 1] of a 1-D C array, after one bounds check (an
+    ``IndexError`` with ``message``): every checked read here goes through this."""
+    ary = make_array(array_type)(context, builder, array)
     zero = context.get_constant(types.intp, 0)
     last = builder.sub(ary.nitems, context.get_constant(types.intp, count))   # no k + count
     outside = builder.or_(builder.icmp_signed("<", k, zero),
                           builder.icmp_signed(">", k, last))
     with cgutils.if_unlikely(builder, outside):
-        context.call_conv.return_user_exc(builder, IndexError,
-                                          ("graphnn: a layout or hyper index is outside",))
+        context.call_conv.return_user_exc(builder, IndexError, (message,))
     return [builder.load(builder.gep(ary.data, [builder.add(k, context.get_constant(types.intp, j))]))
             for j in range(count)]
 
@@ -266,25 +255,26 @@ def block(typingctx, arena, layout, k, rows):
     return out_type(arena, layout, k, rows), codegen
 
 
+def _python_items(array, k, count):
+    """``_items`` in Python: array[k:k + count], or the same IndexError."""
+    if not 0 <= k <= array.size - count:
+        raise IndexError(OUTSIDE)
+    return array[k:k + count]
+
+
 def python_matrix(flat, layout, k):
-    if not 0 <= k <= layout.size - 3:
-        raise IndexError("graphnn: a layout or hyper index is outside")
-    return python_view(flat, layout[k], layout[k + 1], layout[k + 2])
+    return python_view(flat, *_python_items(layout, k, 3))
 
 
 def python_vec(flat, layout, k):
-    if not 0 <= k <= layout.size - 2:
-        raise IndexError("graphnn: a layout or hyper index is outside")
-    return python_vector(flat, layout[k], layout[k + 1])
+    return python_vector(flat, *_python_items(layout, k, 2))
 
 
 def python_block(arena, layout, k, rows):
     columns = python_at(layout, 0)
     if columns <= 0:
         raise IndexError("graphnn: a view would leave its buffer")
-    if not 0 <= k <= layout.size - 2:
-        raise IndexError("graphnn: a layout or hyper index is outside")
-    col, width = layout[k], layout[k + 1]
+    col, width = _python_items(layout, k, 2)
     cap = arena.size // columns
     if col < 0 or col > arena.size // max(cap, 1) or rows > cap:
         raise IndexError("graphnn: a view would leave its buffer")
