@@ -32,6 +32,7 @@ from ..ops.losses import LOSSES
 from ..ops.softmax import SOFTMAX_SOURCE
 from . import cache
 from .codegen import INLINE_JIT, NUMERIC_CONSTANTS, Writer
+from .tiles import TILED, tile_source
 
 
 # -- the kernels --------------------------------------------------------------------------
@@ -42,6 +43,7 @@ from .codegen import INLINE_JIT, NUMERIC_CONSTANTS, Writer
 # kernels once per loss, "{t}" kernels once per combination of transposes (TRANSPOSES),
 # "{targets}" kernels once per kind of targets (TARGETS).
 _INSTRUCTIONS = {
+    # (a @ b and a^T @ b come from tiles.tile_source instead: vector tiles for small batches)
     "matmul{t}": ("mmm", False, '''
 def matmul{t}(a, b, out):
     """out = {product} (BLAS, transposes as flags, no copy)."""
@@ -349,6 +351,7 @@ def source(dtype, cached: bool = False) -> str:
     w("so a cached loop never meets a train_step compiled for another one.")
     w('"""')
     for line in ("import math", "", "import numpy as np", "from numba import njit", "",
+                 "from graphnn.compile.tiles import tile",
                  "from graphnn.compile.views import step_function, vector, view", "",
                  f"real = np.{dtype.name}"):
         w(line)
@@ -386,6 +389,8 @@ def source(dtype, cached: bool = False) -> str:
                 text.format(loss=loss.name, formula=loss.formula)
         elif "targets" in fields:
             text = _epoch_source(fields["targets"])
+        elif key == "matmul{t}" and fields["t"] in TILED:
+            text = tile_source(fields["t"])
         elif "t" in fields:
             a, b, product = TRANSPOSES[fields["t"]]
             text = text.format(t=fields["t"], a=a, b=b, product=product)
@@ -443,11 +448,13 @@ class Library:
 @functools.lru_cache(maxsize=None)
 def fingerprint() -> str:
     """A hash of the code that defines the kernels' signatures and how the glue calls them
-    (this module and views.py); cached glue is keyed by it."""
+    (this module and views.py) and the code of the tiles' intrinsic (tiles.py): cached glue
+    and library kernels are keyed by it."""
     import hashlib
     from pathlib import Path
     h = hashlib.sha256()
-    for path in (Path(__file__), Path(__file__).with_name("views.py")):
+    for path in (Path(__file__), Path(__file__).with_name("views.py"),
+                 Path(__file__).with_name("tiles.py")):
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
 
