@@ -18,7 +18,7 @@ import numba
 import numpy as np
 
 from .. import ir
-from . import cache, library, views
+from . import cache, library, views, warm
 from .codegen import INLINE_JIT, NUMERIC_CONSTANTS, Writer
 from .plan import Plan, structural_kind
 
@@ -674,17 +674,27 @@ class CpuBackend:
 
         The library kernels train_step calls compile (or load) first, then train_step,
         which calls them through their addresses, then the library's epoch loop, which
-        calls train_step through its address.  train_step then refuses further compiles.
+        calls train_step through its address.  On a machine's first run a helper process
+        (``warm.py``) compiles the epoch loop and the products meanwhile.  train_step then refuses further compiles.
         loss_and_grads() and update() compile (or load) on first use.  Every call after
         the first for the same structure (any widths) finds them compiled.
         """
         from numba.experimental.function_type import _get_jit_address
         if labels != (self.targets == "labels"):
             raise ValueError(f"this model's loss takes {self.targets} as targets")
-        self.kernels                     # noqa: B018 - compiles the library kernels
+        needed = self.kernel_names + (self.epoch_kernel,)
+        helper = warm.Helper.start(self.library, needed)    # None: all compile here
         sig = self._signature(labels)
         step = self.glue["train_step"]
-        library.compile_once(step, sig)
+        try:
+            for name in needed:
+                if helper is None or name not in helper.names:
+                    self.library.kernel(name)
+            library.compile_once(step, sig)  # needs the kernels' signatures, not their code
+        finally:
+            if helper is not None:
+                helper.wait()                # then its kernels load from the cache
+        self.kernels                     # noqa: B018 - the rest: loads (or compiles) them
         address = _get_jit_address(step, library.step_signature(self.targets, self.dtype))
         self._step, self._epoch = address, self.library.kernel(self.epoch_kernel)
 

@@ -423,6 +423,12 @@ class Library:
         self.source, self.namespace = cache.build(generate)
         self.cached = built["cached"]
 
+    @property
+    def folder(self):
+        """The compile-cache folder this library's module lives in (None: in memory)."""
+        from pathlib import Path
+        return Path(self.namespace["__file__"]).parent if self.cached else None
+
     def kernel(self, name: str):
         """The dispatcher of kernel ``name``, compiled for its one signature.  Further
         compiles are disabled: a call with other argument types is an error, not a

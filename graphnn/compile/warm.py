@@ -1,0 +1,102 @@
+"""A helper process that compiles library kernels while this one compiles the glue.
+
+A machine's first model compiles about ten library kernels, one after another: Numba
+compiles one function at a time per process.  On two or more cores, a second process
+compiles the heaviest of them (the epoch loop and the matrix products: about half the
+time, see ``SHARE``) into the compile cache while this process compiles the rest and the
+glue's ``train_step``; this process then loads the helper's kernels from the cache.
+The compiled code is the same whichever process builds it.
+
+Nothing depends on the helper: if it cannot start, fails, or takes longer than
+``TIMEOUT``, this process compiles what is missing itself.  It runs only when the
+compile cache is in use (that is how its work comes back), at least ``MIN_MISSING``
+kernels are missing, the process may use two cores, and mpi4py is not loaded (an MPI
+library may not tolerate a fork beside it).
+
+Run as ``python -m graphnn.compile.warm FOLDER DTYPE NAME...``; it accepts only a dtype
+and kernel names of graphnn's library (anything else: exit status 2, nothing compiled).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+SHARE = ("train_epoch_", "matmul")   # the helper's kernels: names starting with these
+MIN_MISSING = 4                      # fewer missing kernels: not worth a process start
+TIMEOUT = 300.0                      # seconds to wait for the helper before compiling here
+DTYPES = ("float32", "float64")
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:           # not on Linux
+        return os.cpu_count() or 1
+
+
+class Helper:
+    """A started helper process and the kernels it compiles."""
+
+    def __init__(self, process: subprocess.Popen, names: tuple[str, ...]):
+        self.process = process
+        self.names = names
+
+    @classmethod
+    def start(cls, lib, needed) -> "Helper | None":
+        """Start a helper for ``lib``'s missing kernels among ``needed`` when it pays;
+        None when it does not (or cannot start)."""
+        folder = lib.folder
+        if folder is None or _cores() < 2 or lib.dtype.name not in DTYPES \
+                or "mpi4py" in sys.modules:   # MPI ranks: no fork() beside the MPI library
+            return None
+        missing = [n for n in dict.fromkeys(needed) if not lib.is_compiled(n)]
+        share = tuple(n for n in missing if n.startswith(SHARE))
+        if len(missing) < MIN_MISSING or not share or len(share) == len(missing):
+            return None
+        command = [sys.executable, "-m", "graphnn.compile.warm", str(folder), lib.dtype.name,
+                   *share]
+        env = dict(os.environ)              # import this very graphnn, wherever it came from
+        root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        try:
+            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, env=env,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        except OSError:
+            return None
+        return cls(process, share)
+
+    def wait(self) -> bool:
+        """Wait for the helper; True if it compiled all its kernels.  One that is still
+        running after TIMEOUT is stopped (this process then compiles its kernels)."""
+        try:
+            return self.process.wait(TIMEOUT) == 0
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            return False
+
+
+def main(argv: list[str]) -> int:
+    """Compile library kernels ``argv[2:]`` of dtype ``argv[1]`` into the cache at
+    ``argv[0]`` (the folder the parent's library module lives in)."""
+    if len(argv) < 3 or argv[1] not in DTYPES:
+        return 2
+    folder, dtype, names = Path(argv[0]), argv[1], argv[2:]
+    from . import library
+    known = set(library.kernel_names())
+    if not folder.is_dir() or not all(n in known for n in names):
+        return 2
+    os.environ["GRAPHNN_CACHE_DIR"] = str(folder)
+    os.environ.pop("GRAPHNN_NO_CACHE", None)
+    lib = library.library(dtype)
+    if lib.folder is None or lib.folder.resolve() != folder.resolve():
+        return 2                      # the cache there cannot be used: nothing would come back
+    for name in names:
+        lib.kernel(name)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
