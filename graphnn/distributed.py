@@ -50,20 +50,17 @@ import traceback
 import numpy as np
 
 from .callbacks import CallbackList, make_progress
+from .launcher import LAUNCHER_ENV, launched
 from . import train
 from .ops.dropout import dropout_key
 from .train import PROGRESS_SECONDS, DivergenceError, History
 
-__all__ = ["fit", "launched", "rank", "size", "checksum", "check_in_sync", "broadcast",
-           "from_root", "OutOfSyncError", "INSTALL"]
+__all__ = ["fit", "launched", "LAUNCHER_ENV", "rank", "size", "checksum", "check_in_sync",
+           "broadcast", "from_root", "OutOfSyncError", "INSTALL"]
 
 INSTALL = 'pip install "graphnn[mpi]"   (mpi4py and the mpich wheel, which brings mpiexec)'
 LAYOUTS = ("whole", "local")
 ABORT_GRACE_SECONDS = 0.5       # before MPI_Abort: time for mpiexec to relay the message
-# what MPI launchers set in every process they start: (size variable, rank variable)
-LAUNCHER_ENV = (("PMI_SIZE", "PMI_RANK"),                            # MPICH, Intel MPI (hydra)
-                ("OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK"),    # Open MPI
-                ("MV2_COMM_WORLD_SIZE", "MV2_COMM_WORLD_RANK"))      # MVAPICH
 
 
 class OutOfSyncError(RuntimeError):
@@ -88,18 +85,6 @@ def _mpi():
 
 def _comm(comm=None):
     return _mpi().COMM_WORLD if comm is None else comm
-
-
-def launched() -> bool:
-    """Whether this process was started by an MPI launcher (mpiexec, mpirun, srun with PMI)
-    together with other ranks.  Reads the environment only: it does not import mpi4py."""
-    for size_var, _ in LAUNCHER_ENV:
-        try:
-            if int(os.environ.get(size_var, "1")) > 1:
-                return True
-        except ValueError:
-            pass
-    return False
 
 
 def rank(comm=None) -> int:

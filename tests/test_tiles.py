@@ -10,7 +10,7 @@ from graphnn.compile.tiles import OUTSIDE, TILE_BATCH, TILE_COLS, TILE_WORK, til
 
 ROWS = [1, 2, 3, 4, 5, 7, 8, 31, 32, 33]
 DEPTHS = [0, 1, 2, 3, 17, 32]
-WIDTHS = [1, 10, 16, 32, 48, 100]
+WIDTHS = [1, 10, 16, 32, 48, 64, 100]
 
 
 def _reference(a, b, at):
@@ -43,6 +43,9 @@ def test_products_match_numpy(dtype, at):
                 assert err <= bound, (n, K, m, err, bound)
                 tiled += _tiled(n, K, m, at)
     assert tiled > 100          # the sweep exercises the tiles, not only BLAS
+    # the kernel calls the tiles (which path a shape takes changes only speed: on AVX-512
+    # OpenBLAS even the bits agree, each output a chain of FMAs in k order)
+    assert f"tile(a, b, out, {'1, n' if at else 'K, 1'})" in library.source(dtype)
 
 
 @pytest.mark.parametrize("at", [False, True])
@@ -86,35 +89,45 @@ def test_mismatched_shapes_are_refused(at):
 
 
 @njit
-def _tile(a, b, out, i, j, a_row, a_k):
-    tile(a, b, out, i, j, a_row, a_k)
+def _tile(a, b, out, a_row, a_k):
+    tile(a, b, out, a_row, a_k)
 
 
-def test_tile_block_matches_numpy():
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("at", [False, True])
+def test_tile_matches_numpy(dtype, at):
+    """The intrinsic alone: 6 rows (a block and a part block), 80 columns (two wide panels
+    and one narrow where a row holds two vectors), strides of a given explicitly."""
     rng = np.random.default_rng(3)
-    a = rng.standard_normal((6, 5))
-    b = rng.standard_normal((5, 32))
-    out = np.zeros((6, 32))
-    _tile(a, b, out, 4, 16, 5, 1)                     # rows 4, 5 (then 5 again), columns 16..31
-    expect = np.zeros((6, 32))
-    expect[4:, 16:] = a[4:] @ b[:, 16:]
-    np.testing.assert_allclose(out, expect, rtol=1e-13, atol=1e-13)
-    assert "llvm.fma.v16f64" in _tile.inspect_llvm(_tile.signatures[0])   # vector code
+    a = rng.standard_normal((5, 6) if at else (6, 5)).astype(dtype)
+    b = rng.standard_normal((5, 80)).astype(dtype)
+    out = np.zeros((6, 80), dtype)
+    _tile(a, b, out, *((1, 6) if at else (5, 1)))
+    expect = (a.T if at else a).astype(np.float64) @ b.astype(np.float64)
+    tol = 1e-5 if dtype == "float32" else 1e-13
+    np.testing.assert_allclose(out, expect, rtol=tol, atol=tol)
+    sig = next(s for s in _tile.signatures if str(s[0].dtype) == dtype)
+    ir = _tile.inspect_llvm(sig)
+    assert f"llvm.fma.v16{'f32' if dtype == 'float32' else 'f64'}" in ir    # vector code
 
 
-@pytest.mark.parametrize("i,j,a_row,a_k,a_shape,b_shape", [
-    (-1, 0, 4, 1, (4, 4), (4, 16)),       # a row before the first
-    (4, 0, 4, 1, (4, 4), (4, 16)),        # a row past the last
-    (0, -16, 4, 1, (4, 4), (4, 16)),      # a column before the first
-    (0, 8, 4, 1, (4, 4), (4, 16)),        # the block's columns run past out's width
-    (0, 0, 5, 1, (4, 4), (4, 16)),        # a's reads run past its end (row stride too big)
-    (0, 0, 4, 2, (4, 4), (4, 16)),        # ... (k stride too big)
-    (0, 0, -4, 1, (4, 4), (4, 16)),       # a negative stride
-    (0, 0, 4, 1, (4, 4), (4, 32)),        # b is wider than out
-    (0, 0, 4, 1, (4, 4), (9, 16)),        # b has more rows (k) than a can give
+HUGE = (1 << 63) // 3 + 1        # 3 * HUGE wraps past 2**63 to a negative number
+
+
+@pytest.mark.parametrize("a_row,a_k,a_shape,b_shape,out_shape", [
+    (4, 1, (4, 4), (4, 8), (4, 8)),        # out's width is not a multiple of TILE_COLS
+    (5, 1, (4, 4), (4, 16), (4, 16)),      # a's reads run past its end (row stride too big)
+    (4, 2, (4, 4), (4, 16), (4, 16)),      # ... (k stride too big)
+    (-4, 1, (4, 4), (4, 16), (4, 16)),     # a negative stride
+    (4, -1, (4, 4), (4, 16), (4, 16)),     # ...
+    (4, 1, (4, 4), (4, 32), (4, 16)),      # b is wider than out
+    (4, 1, (4, 4), (9, 16), (4, 16)),      # b has more rows (k) than a can give
+    (HUGE, 1, (4, 4), (4, 16), (4, 16)),   # (n-1) * a_row wraps to a negative number
+    (4, HUGE, (4, 4), (4, 16), (4, 16)),   # (K-1) * a_k wraps
+    (1 << 62, 1 << 62, (4, 4), (2, 16), (2, 16)),   # their sum wraps
 ])
-def test_tile_refuses_to_leave_its_arrays(i, j, a_row, a_k, a_shape, b_shape):
-    a, b, out = np.ones(a_shape), np.ones(b_shape), np.zeros((4, 16))
+def test_tile_refuses_to_leave_its_arrays(a_row, a_k, a_shape, b_shape, out_shape):
+    a, b, out = np.ones(a_shape), np.ones(b_shape), np.zeros(out_shape)
     with pytest.raises(IndexError, match=OUTSIDE):
-        _tile(a, b, out, i, j, a_row, a_k)
+        _tile(a, b, out, a_row, a_k)
     assert not out.any()

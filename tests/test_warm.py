@@ -8,9 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from graphnn.compile import library, warm
+from graphnn.launcher import LAUNCHER_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -100,3 +102,85 @@ def test_no_helper_without_a_cache_or_with_little_to_compile(monkeypatch):
     assert warm.Helper.start(lib, ("colsum", "matmul")) is None   # compiled already
     monkeypatch.setattr(type(lib), "folder", property(lambda self: None))
     assert warm.Helper.start(lib, library.kernel_names()) is None  # no cache to share
+
+
+class _Lib:
+    """What Helper.start reads of a library: a cache folder, a dtype, what is compiled."""
+
+    def __init__(self, folder):
+        self.folder, self.dtype = folder, np.dtype("float32")
+
+    def is_compiled(self, name):
+        return False
+
+
+def _started(monkeypatch, tmp_path, needed=None):
+    """Helper.start on a library with nothing compiled; the command it would run, or None."""
+    calls = []
+
+    class Popen:
+        def __init__(self, command, **kwargs):
+            calls.append((command, kwargs))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(warm, "_cores", lambda: 2)
+        patch.delitem(sys.modules, "mpi4py", raising=False)   # loaded by earlier MPI tests
+        patch.setattr(warm.subprocess, "Popen", Popen)
+        helper = warm.Helper.start(_Lib(tmp_path), needed or library.kernel_names())
+    assert (helper is None) == (not calls)
+    return calls[0] if calls else None
+
+
+def test_helper_starts_only_where_it_pays_and_is_safe(monkeypatch, tmp_path):
+    for var, _ in LAUNCHER_ENV:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.delenv(warm.IN_HELPER, raising=False)
+    assert _started(monkeypatch, tmp_path) is not None            # the baseline: it starts
+    few = ["matmul", "colsum", "add"]                              # MIN_MISSING - 1 missing
+    assert len(few) == warm.MIN_MISSING - 1
+    assert _started(monkeypatch, tmp_path, few) is None
+    assert _started(monkeypatch, tmp_path, few + ["softmax"]) is not None
+    assert _started(monkeypatch, tmp_path, ["colsum", "add", "softmax", "copy_cols"]) is None
+    monkeypatch.setenv("PMI_SIZE", "2")                            # an MPI rank
+    assert _started(monkeypatch, tmp_path) is None
+    monkeypatch.delenv("PMI_SIZE")
+    monkeypatch.setenv(warm.IN_HELPER, "1")                        # a helper itself
+    assert _started(monkeypatch, tmp_path) is None
+    monkeypatch.delenv(warm.IN_HELPER)
+    monkeypatch.setattr(sys, "frozen", True, raising=False)        # a frozen application
+    assert _started(monkeypatch, tmp_path) is None
+    monkeypatch.delattr(sys, "frozen")
+    monkeypatch.setattr(warm, "_cores", lambda: 1)
+    assert warm.Helper.start(_Lib(tmp_path), library.kernel_names()) is None   # one core
+    monkeypatch.setattr(warm, "_cores", lambda: 2)
+    monkeypatch.setitem(sys.modules, "mpi4py", sys)                  # mpi4py loaded
+    assert warm.Helper.start(_Lib(tmp_path), library.kernel_names()) is None
+
+
+def test_helper_imports_nothing_from_its_folders(monkeypatch, tmp_path):
+    """The helper's command, run for real from a cache folder holding modules named like
+    graphnn's dependencies: none is imported, and it compiles its kernel."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    marker = tmp_path / "imported"
+    for name in ("numba", "numpy", "llvmlite", "graphnn"):
+        (cache / f"{name}.py").write_text(f"open({str(marker)!r}, 'a').write({name!r})\n")
+    monkeypatch.delenv(warm.IN_HELPER, raising=False)
+    for var, _ in LAUNCHER_ENV:
+        monkeypatch.delenv(var, raising=False)
+    command, kwargs = _started(monkeypatch, cache, ["matmul", "colsum", "add", "softmax"])
+    assert kwargs["cwd"] == cache and kwargs["env"][warm.IN_HELPER] == "1"
+    assert command[:3] == [sys.executable, "-c", warm.CHILD]
+    assert command[4:] == [str(cache), "float32", "matmul"]
+    env = dict(kwargs["env"], GRAPHNN_CACHE_DIR=str(cache))
+    env.pop("PYTHONPATH", None)          # graphnn must come from the folder the command names
+    done = subprocess.run(command, cwd=cache, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert not marker.exists()
+    assert any(cache.rglob("*.nbi"))     # it compiled into the cache
+
+
+def test_helper_of_another_graphnn_does_nothing(tmp_path):
+    assert warm.child(str(tmp_path), [str(tmp_path), "float32", "matmul"]) == 2
+    assert not any(tmp_path.iterdir())

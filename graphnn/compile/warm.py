@@ -10,11 +10,15 @@ The compiled code is the same whichever process builds it.
 Nothing depends on the helper: if it cannot start, fails, or takes longer than
 ``TIMEOUT``, this process compiles what is missing itself.  It runs only when the
 compile cache is in use (that is how its work comes back), at least ``MIN_MISSING``
-kernels are missing, the process may use two cores, and mpi4py is not loaded (an MPI
-library may not tolerate a fork beside it).
+kernels are missing and the process may use two cores; never on an MPI rank (the ranks
+already share the cores, and an MPI library may not tolerate a fork beside it), in a
+frozen application (its ``sys.executable`` is the application) or in a helper.
 
-Run as ``python -m graphnn.compile.warm FOLDER DTYPE NAME...``; it accepts only a dtype
-and kernel names of graphnn's library (anything else: exit status 2, nothing compiled).
+The helper runs this module's ``CHILD`` code in the cache folder, and its first statement
+takes the working directory off ``sys.path``: nothing lying there or in the user's folder
+is imported.  graphnn's own folder goes at the end of ``sys.path`` (never before the
+standard library), and a helper that finds another graphnn first does nothing.  It accepts only the cache folder, a dtype and kernel names of graphnn's
+library (anything else: exit status 2, nothing compiled).
 """
 from __future__ import annotations
 
@@ -23,10 +27,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ..launcher import launched
+
 SHARE = ("train_epoch_", "matmul")   # the helper's kernels: names starting with these
 MIN_MISSING = 4                      # fewer missing kernels: not worth a process start
 TIMEOUT = 300.0                      # seconds to wait for the helper before compiling here
 DTYPES = ("float32", "float64")
+IN_HELPER = "GRAPHNN_COMPILE_HELPER"  # set in a helper's environment: it starts no helper
+# what the helper runs (python -c): no working directory on sys.path, graphnn's folder
+# (argv[1]) last; main() gets the rest of argv
+CHILD = ("import sys; sys.path[:] = [p for p in sys.path if p not in ('', '.')]; "
+         "sys.path.append(sys.argv[1]); from graphnn.compile import warm; "
+         "sys.exit(warm.child(sys.argv[1], sys.argv[2:]))")
+ROOT = Path(__file__).resolve().parents[2]       # the folder this graphnn is in
 
 
 def _cores() -> int:
@@ -49,19 +62,18 @@ class Helper:
         None when it does not (or cannot start)."""
         folder = lib.folder
         if folder is None or _cores() < 2 or lib.dtype.name not in DTYPES \
-                or "mpi4py" in sys.modules:   # MPI ranks: no fork() beside the MPI library
+                or "mpi4py" in sys.modules or launched() \
+                or getattr(sys, "frozen", False) or not sys.executable \
+                or os.environ.get(IN_HELPER):
             return None
         missing = [n for n in dict.fromkeys(needed) if not lib.is_compiled(n)]
         share = tuple(n for n in missing if n.startswith(SHARE))
         if len(missing) < MIN_MISSING or not share or len(share) == len(missing):
             return None
-        command = [sys.executable, "-m", "graphnn.compile.warm", str(folder), lib.dtype.name,
-                   *share]
-        env = dict(os.environ)              # import this very graphnn, wherever it came from
-        root = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        command = [sys.executable, "-c", CHILD, str(ROOT), str(folder), lib.dtype.name, *share]
+        env = dict(os.environ, **{IN_HELPER: "1"})
         try:
-            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, env=env,
+            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, env=env, cwd=folder,
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         except OSError:
             return None
@@ -76,6 +88,14 @@ class Helper:
             self.process.kill()
             self.process.wait()
             return False
+
+
+def child(root: str, argv: list[str]) -> int:
+    """The helper's entry: main(argv) if this module is the graphnn in ``root`` (the
+    parent's), else 2 (another graphnn came first on sys.path: its kernels could differ)."""
+    if Path(root).resolve() != ROOT:
+        return 2
+    return main(argv)
 
 
 def main(argv: list[str]) -> int:
