@@ -6,10 +6,10 @@ import pytest
 from numba import njit
 
 from graphnn.compile import library
-from graphnn.compile.tiles import OUTSIDE, TILE_BATCH, TILE_COLS, TILE_WORK, tile
+from graphnn.compile.tiles import DEPTH, OUTSIDE, TILE_BATCH, TILE_COLS, TILE_WORK, tile, tile_limit
 
 ROWS = [1, 2, 3, 4, 5, 7, 8, 31, 32, 33]
-DEPTHS = [0, 1, 2, 3, 17, 32]
+DEPTHS = [0, 1, 2, 3, 17, 32, DEPTH + 44]      # the last: two passes over out
 WIDTHS = [1, 10, 16, 32, 48, 64, 100]
 
 
@@ -17,10 +17,21 @@ def _reference(a, b, at):
     return (a.astype(np.float64).T if at else a.astype(np.float64)) @ b.astype(np.float64)
 
 
-def _tiled(n, K, m, at):
+@njit
+def _limit(a):
+    return tile_limit(a)
+
+
+def _tiled(n, K, m, at, dtype="float32"):
     """Whether the kernel takes the tile path for this product (else BLAS)."""
     batch = K if at else n
-    return batch <= TILE_BATCH and m % TILE_COLS == 0 and n * K * m <= TILE_WORK
+    limit = _limit(np.zeros((1, 1), dtype))
+    return batch <= TILE_BATCH and m % TILE_COLS == 0 and n * K * m <= limit
+
+
+def test_tile_limit_is_one_of_the_documented():
+    assert _limit(np.zeros((1, 1), np.float32)) in TILE_WORK.values()
+    assert _limit(np.zeros((1, 1), np.float64)) == _limit(np.zeros((1, 1), np.float32))
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -41,7 +52,7 @@ def test_products_match_numpy(dtype, at):
                 bound = 4 * eps * (K + 1) * (np.abs(a).max(initial=0) * np.abs(b).max(initial=0) + 1)
                 err = np.abs(out - ref).max()
                 assert err <= bound, (n, K, m, err, bound)
-                tiled += _tiled(n, K, m, at)
+                tiled += _tiled(n, K, m, at, dtype)
     assert tiled > 100          # the sweep exercises the tiles, not only BLAS
     # the kernel calls the tiles (which path a shape takes changes only speed: on AVX-512
     # OpenBLAS even the bits agree, each output a chain of FMAs in k order)
@@ -53,7 +64,7 @@ def test_large_products_go_to_blas(at):
     """Past the batch or work limits the kernel is BLAS: the result is what np.dot gives."""
     kernel = library.library("float32").kernel("matmul_at" if at else "matmul")
     rng = np.random.default_rng(1)
-    for n, K, m in [(64, 32, 32), (32, 784, 128)] if not at else [(32, 64, 32), (784, 32, 128)]:
+    for n, K, m in [(64, 32, 32), (32, 2048, 256)] if not at else [(32, 64, 32), (2048, 32, 256)]:
         assert not _tiled(n, K, m, at)
         a = rng.standard_normal((K, n) if at else (n, K)).astype(np.float32)
         b = rng.standard_normal((K, m)).astype(np.float32)
@@ -96,16 +107,18 @@ def _tile(a, b, out, a_row, a_k):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("at", [False, True])
 def test_tile_matches_numpy(dtype, at):
-    """The intrinsic alone: 6 rows (a block and a part block), 80 columns (two wide panels
-    and one narrow where a row holds two vectors), strides of a given explicitly."""
+    """The intrinsic alone: 13 rows (an 8-row block where there is AVX-512, 4-row blocks
+    and a part block), 80 columns (two wide panels and one narrow where a row holds two
+    vectors), a depth of two passes over out, strides of a given explicitly."""
     rng = np.random.default_rng(3)
-    a = rng.standard_normal((5, 6) if at else (6, 5)).astype(dtype)
-    b = rng.standard_normal((5, 80)).astype(dtype)
-    out = np.zeros((6, 80), dtype)
-    _tile(a, b, out, *((1, 6) if at else (5, 1)))
+    K = DEPTH + 3
+    a = rng.standard_normal((K, 13) if at else (13, K)).astype(dtype)
+    b = rng.standard_normal((K, 80)).astype(dtype)
+    out = np.zeros((13, 80), dtype)
+    _tile(a, b, out, *((1, 13) if at else (K, 1)))
     expect = (a.T if at else a).astype(np.float64) @ b.astype(np.float64)
-    tol = 1e-5 if dtype == "float32" else 1e-13
-    np.testing.assert_allclose(out, expect, rtol=tol, atol=tol)
+    bound = 4 * np.finfo(dtype).eps * (K + 1) * np.abs(a).max() * np.abs(b).max()
+    assert np.abs(out - expect).max() <= bound
     sig = next(s for s in _tile.signatures if str(s[0].dtype) == dtype)
     ir = _tile.inspect_llvm(sig)
     assert f"llvm.fma.v16{'f32' if dtype == 'float32' else 'f64'}" in ir    # vector code

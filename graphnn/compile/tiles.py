@@ -1,25 +1,30 @@
 """Register-tile matrix products for small batches: the library's ``matmul`` and
-``matmul_at`` kernels, and the intrinsic ``tile`` they call.
+``matmul_at`` kernels, and the intrinsics ``tile`` and ``tile_limit`` they call.
 
-For a batch of at most ``TILE_BATCH`` rows, BLAS spends most of a small product packing
-its operands and in call overhead (32x32 @ 32x32 on one core: 1.7 us, a tenth of it
-arithmetic).  ``tile`` computes a ``TILE_ROWS x TILE_COLS`` block of ``out`` in vector
-registers: at each step of k it loads one row of ``b``'s block as a vector, broadcasts
-one number of ``a`` per block row, and adds their product with one fused multiply-add;
-the block is stored once at the end.
+For a batch of at most ``TILE_BATCH`` rows, BLAS spends much of a product packing its
+operands and in call overhead.  ``tile`` computes blocks of ``out`` in vector registers:
+at each step of k it loads one row of ``b``'s block as one or two vectors of
+``TILE_COLS``, broadcasts one number of ``a`` per block row, and adds their product with
+one fused multiply-add per vector; each block is stored once at the end.
 
 It is written as LLVM IR (a Numba intrinsic) rather than as Python: the same tile as
-64 scalar accumulators costs about 1.5 s of Numba typing and lowering per kernel, and
-needs LLVM's SLP vectoriser, which Numba leaves off; the IR compiles in milliseconds and
-is vector code by construction.  Shapes are run-time values, so one compile serves every
+scalar accumulators costs about 1.5 s of Numba typing and lowering per kernel, and needs
+LLVM's SLP vectoriser, which Numba leaves off; the IR compiles in milliseconds and is
+vector code by construction.  Shapes are run-time values, so one compile serves every
 width.
 
+The block's shape follows the target (``block_shape``): enough independent accumulators
+to keep both FMA units busy through an FMA's latency, and no more than the registers
+hold.  Blocks run panel by panel of columns, every row block over one panel before the
+next, and over the depth in chunks of ``DEPTH`` (a block resumes from what ``out`` holds),
+so the part of ``b`` in use stays in the L1 cache.
+
 A product whose output width is not a multiple of ``TILE_COLS`` (an output layer of 10
-classes), whose batch is larger than ``TILE_BATCH`` or which has more than ``TILE_WORK``
-multiply-adds (there BLAS's packing pays, and 2 threads win: 32x784 @ 784x128 takes
-98 us in tiles, 127 us on one BLAS thread, 70 us on two) goes to BLAS.  The last block of a batch repeats its last row where
-the rows run out (the same numbers, stored twice), so any batch size runs the same
-loop.  The sum over k runs in the order 0, 1, ..., K-1 for every output, so a result
+classes), whose batch is larger than ``TILE_BATCH`` or which has more multiply-adds than
+``tile_limit`` goes to BLAS (its packing pays for big products, and it can use threads).
+The last block of a batch repeats its last row where the rows run out (the same numbers,
+stored twice), so any batch size runs the same loop.  The sum over k runs in the order
+0, 1, ..., K-1 for every output (chunks resume the same chain of FMAs), so a result
 depends only on the shapes, never on timing or threads.  ``a @ b^T`` stays BLAS:
 neither operand is contiguous along an output axis there, so a tile would need gathers.
 """
@@ -31,30 +36,41 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 from numba.np.arrayobj import make_array
 
-TILE_ROWS = 4          # rows of out per block
-TILE_COLS = 16         # columns per vector; the tiles serve output widths that are multiples
+TILE_ROWS = 4          # rows of out per block (where the target has no AVX-512), and the
+                       # rows of the blocks that finish a batch
+TILE_COLS = 16         # numbers per vector; the tiles serve output widths that are multiples
 TILE_BATCH = 32        # the largest batch (rows of x) the tiles serve
-TILE_WORK = 1 << 19    # the most multiply-adds (n * K * m) of a product the tiles serve
+DEPTH = 256            # terms of the sum over k per pass over out (b's rows in L1: 32 KB)
+# the most multiply-adds (n * K * m) of a product the tiles serve: with AVX-512 the 8-row
+# blocks beat one-thread OpenBLAS up to 32x1024 @ 1024x1024 (32x784 @ 784x128: 60 us
+# against 90-103); with 4-row blocks on AVX2, 2 BLAS threads won past about this
+TILE_WORK = {True: 1 << 23, False: 1 << 19}
 # transposes with tile kernels -> (product, the batch's dimension, a_row and a_k of tile())
 TILED = {"": ("a @ b", "n", "K, 1"), "_at": ("a^T @ b", "K", "1, n")}
 OUTSIDE = "graphnn: a product tile would leave its arrays"
 
 
-def vectors_per_row(features: str, real) -> int:
-    """How many TILE_COLS-wide vectors one block row holds.  A block needs about 8
-    independent accumulator registers to keep both FMA units busy through an FMA's
-    latency, and must not spill: a float32 vector of 16 fills one AVX-512 register, so
-    there a row holds 2 (8 registers in a 4-row block); elsewhere one vector of 16 already
-    spans 2 or more registers.  ``features`` is LLVM's target feature string."""
-    return 2 if isinstance(real, ir.FloatType) and "+avx512f" in features.split(",") else 1
+def _avx512(context) -> bool:
+    """Whether the target Numba compiles for has AVX-512 (its LLVM feature string)."""
+    features = getattr(context.codegen(), "_tm_features", "") or ""
+    return "+avx512f" in features.split(",")
+
+
+def block_shape(avx512: bool, real) -> tuple[int, int]:
+    """(rows, vectors per row) of a block.  With AVX-512 (32 vector registers): 8 rows of
+    two float32 vectors (16 accumulators, each one register), or of one float64 vector of
+    16 (two registers each).  Otherwise (16 registers): 4 rows of one vector, which for
+    float32 already spans two 256-bit registers (8 accumulators)."""
+    if avx512:
+        return 2 * TILE_ROWS, (2 if isinstance(real, ir.FloatType) else 1)
+    return TILE_ROWS, 1
 
 
 def _outside(builder, A, B, O, a_row, a_k, c):
     """An i1 that is true when the product would touch anything outside a, b or out: out's
     width not a multiple of TILE_COLS or not b's width, a negative stride or K, or a read
-    of a at or past its size.  The farthest read,
-    (n-1)*a_row + (K-1)*a_k, is computed with overflow flags, so no value can wrap past
-    the check."""
+    of a at or past its size.  The farthest read, (n-1)*a_row + (K-1)*a_k, is computed
+    with overflow flags, so no value can wrap past the check."""
     n, m = cgutils.unpack_tuple(builder, O.shape, 2)
     K, bm = cgutils.unpack_tuple(builder, B.shape, 2)
     last = builder.sub(n, c(1))
@@ -73,20 +89,33 @@ def _outside(builder, A, B, O, a_row, a_k, c):
     return builder.or_(bad, builder.and_(reads, builder.icmp_signed(">=", far, A.nitems)))
 
 
+def _float_arrays(*arrays) -> bool:
+    return all(isinstance(t, types.Array) and t.ndim == 2 and t.layout == "C"
+               and isinstance(t.dtype, types.Float) for t in arrays) \
+        and len({t.dtype for t in arrays}) == 1
+
+
+@intrinsic
+def tile_limit(typingctx, a):
+    """The most multiply-adds of a product that goes to the tiles, for a's dtype on the
+    target being compiled for (TILE_WORK)."""
+    if not _float_arrays(a):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return context.get_constant(types.intp, TILE_WORK[_avx512(context)])
+
+    return types.intp(a), codegen
+
+
 @intrinsic
 def tile(typingctx, a, b, out, a_row, a_k):
     """out[r, :] = sum over k of a(r, k) * b[k, :] for every row r of out, where a(r, k)
     is the number at a_row * r + a_k * k of a's buffer (a @ b: a_row = K, a_k = 1;
     a^T @ b: 1, n) and K = b's rows.  out's width must be a multiple of TILE_COLS.
-    Raises IndexError (OUTSIDE) before touching anything when a read of a would leave it.
-
-    The blocks run panel by panel: for each panel of columns j (one or two vectors wide),
-    every block of TILE_ROWS rows in turn, so the panel of b (K x 32 numbers) stays in the
-    L1 cache while the row blocks pass over it."""
-    arrays = (a, b, out)
-    if not all(isinstance(t, types.Array) and t.ndim == 2 and t.layout == "C"
-               and isinstance(t.dtype, types.Float) for t in arrays) \
-            or len({t.dtype for t in arrays}) != 1 \
+    Raises IndexError (OUTSIDE) before touching anything when a read of a would leave it
+    (or out's width does not fit)."""
+    if not _float_arrays(a, b, out) \
             or not all(isinstance(t, types.Integer) for t in (a_row, a_k)):
         return None
 
@@ -110,23 +139,27 @@ def tile(typingctx, a, b, out, a_row, a_k):
         splat = ir.Constant(ir.VectorType(ir.IntType(32), TILE_COLS), [0] * TILE_COLS)
         zeros = ir.Constant(vec, [0.0] * TILE_COLS)
 
-        def block(i, j, height, width):
-            """out[i : i+height, j : j + width*TILE_COLS] (rows past the last repeat it),
-            accumulated in registers and stored once."""
+        def vector_at(row, v):
+            return builder.bitcast(builder.gep(row, [c(v * TILE_COLS)]), vec.as_pointer())
+
+        def block(i, j, height, width, k0, k1):
+            """out[i : i+height, j : j + width*TILE_COLS] (rows past the last repeat it):
+            the terms k0 <= k < k1 added in registers to what out holds (to 0 when k0 is
+            0), stored once."""
             rows = []
             for r in range(height):
                 row = builder.add(i, c(r))
                 rows.append(builder.select(builder.icmp_signed(">", row, last), last, row))
             a_rows = [builder.gep(A.data, [builder.mul(r, ar)]) for r in rows]
-            acc = [[cgutils.alloca_once_value(builder, zeros) for _ in range(width)]
-                   for _ in rows]                                 # registers, after mem2reg
+            o_rows = [builder.gep(O.data, [builder.add(builder.mul(r, m), j)]) for r in rows]
+            resume = builder.icmp_signed(">", k0, c(0))
+            acc = [[cgutils.alloca_once_value(builder, builder.select(
+                        resume, builder.load(vector_at(o_r, v), align=align), zeros))
+                    for v in range(width)] for o_r in o_rows]     # registers, after mem2reg
             b_col = builder.gep(B.data, [j])
-            with cgutils.for_range(builder, K) as loop:
-                k = loop.index
+            with cgutils.for_range_slice(builder, k0, k1, c(1), intp) as (k, _):
                 b_k = builder.gep(b_col, [builder.mul(k, m)])
-                bv = [builder.load(builder.bitcast(builder.gep(b_k, [c(v * TILE_COLS)]),
-                                                   vec.as_pointer()), align=align)
-                      for v in range(width)]
+                bv = [builder.load(vector_at(b_k, v), align=align) for v in range(width)]
                 ka = builder.mul(k, ak)
                 for a_r, slots in zip(a_rows, acc):
                     x = builder.load(builder.gep(a_r, [ka]))
@@ -136,29 +169,31 @@ def tile(typingctx, a, b, out, a_row, a_k):
                         ir.Constant(vec, None), splat)
                     for v, slot in zip(bv, slots):
                         builder.store(builder.call(fma, [xv, v, builder.load(slot)]), slot)
-            for r, slots in zip(rows, acc):
-                o_r = builder.gep(O.data, [builder.add(builder.mul(r, m), j)])
+            for o_r, slots in zip(o_rows, acc):
                 for v, slot in enumerate(slots):
-                    op = builder.bitcast(builder.gep(o_r, [c(v * TILE_COLS)]), vec.as_pointer())
-                    builder.store(builder.load(slot), op, align=align)
+                    builder.store(builder.load(slot), vector_at(o_r, v), align=align)
 
-        def panels(start, stop, width):
-            """The panels of columns start..stop, width vectors each: blocks of
-            2*TILE_ROWS rows where a row holds two vectors (16 accumulators of 32
-            registers), then blocks of TILE_ROWS."""
-            height = TILE_ROWS * width
-            tall = builder.sub(n, builder.srem(n, c(height)))        # rows of whole tall blocks
-            with cgutils.for_range_slice(builder, start, stop, c(width * TILE_COLS), intp) as (j, _):
+        def panels(start, stop, height, width, k0, k1):
+            """The panels of columns start..stop, width vectors each, in blocks of height
+            rows, then blocks of TILE_ROWS for the rows left over."""
+            tall = builder.sub(n, builder.srem(n, c(height)))        # rows of whole blocks
+            step = c(width * TILE_COLS)
+            with cgutils.for_range_slice(builder, start, stop, step, intp) as (j, _):
                 with cgutils.for_range_slice(builder, c(0), tall, c(height), intp) as (i, _):
-                    block(i, j, height, width)
-                with cgutils.for_range_slice(builder, tall, n, c(TILE_ROWS), intp) as (i, _):
-                    block(i, j, TILE_ROWS, width)
+                    block(i, j, height, width, k0, k1)
+                if height > TILE_ROWS:
+                    with cgutils.for_range_slice(builder, tall, n, c(TILE_ROWS), intp) as (i, _):
+                        block(i, j, TILE_ROWS, width, k0, k1)
 
-        wide = vectors_per_row(getattr(context.codegen(), "_tm_features", "") or "", real)
+        height, wide = block_shape(_avx512(context), real)
         stop = builder.sub(m, builder.srem(m, c(wide * TILE_COLS)))   # whole wide panels
-        panels(c(0), stop, wide)
-        if wide > 1:
-            panels(stop, m, 1)                                        # then one vector wide
+        chunks = builder.select(builder.icmp_signed(">", K, c(0)), K, c(1))  # K = 0: zeros
+        with cgutils.for_range_slice(builder, c(0), chunks, c(DEPTH), intp) as (k0, _):
+            k1 = builder.add(k0, c(DEPTH))
+            k1 = builder.select(builder.icmp_signed("<", k1, K), k1, K)
+            panels(c(0), stop, height, wide, k0, k1)
+            if wide > 1:
+                panels(stop, m, height, 1, k0, k1)                    # then one vector wide
         return context.get_dummy_value()
 
     return types.void(a, b, out, a_row, a_k), codegen
@@ -171,8 +206,7 @@ def tile_source(t: str) -> str:
     return "\n".join([
         f"def matmul{t}(a, b, out):",
         f'    """out = {product}.  A batch of at most {TILE_BATCH} rows, an output width that is a',
-        f"    multiple of {TILE_COLS} and at most {TILE_WORK} multiply-adds: {TILE_ROWS}x{TILE_COLS}"
-        " blocks in vector",
+        f"    multiple of {TILE_COLS} and at most tile_limit(a) multiply-adds: blocks in vector",
         "    registers (tile, graphnn/compile/tiles.py); otherwise BLAS (transposes as flags,",
         "    no copy).  out must not overlap a or b (the generated code never passes such",
         '    buffers: a product writes a block of its own)."""',
@@ -180,7 +214,7 @@ def tile_source(t: str) -> str:
         f"    K = a.shape[{0 if at else 1}]",
         f"    if a.shape[{1 if at else 0}] != n or b.shape[0] != K or b.shape[1] != m:",
         f'        raise ValueError("matmul{t}: the shapes of a, b and out do not match")',
-        f"    if {batch} > {TILE_BATCH} or m % {TILE_COLS} or n * K * m > {TILE_WORK}:",
+        f"    if {batch} > {TILE_BATCH} or m % {TILE_COLS} or n * K * m > tile_limit(a):",
         f"        np.dot({'a.T' if at else 'a'}, b, out)",
         "        return",
         f"    tile(a, b, out, {strides})",
