@@ -124,6 +124,23 @@ def test_epoch_loop_refuses_a_missing_step():
     run(b._step, last=2, batch_size=2, losses=np.zeros(2))      # and batches that fit run
 
 
+@pytest.mark.parametrize("src", [-1, 4, 1 << 62])
+def test_gathers_refuse_a_row_outside_the_data(src):
+    """The epoch's order comes from graphnn's shuffle, but the gather kernels are shared
+    library code and Numba checks no index: a row number outside the data is an error."""
+    from graphnn.compile import library
+    lib = library.library("float64")
+    order = np.array([0, src, 1], np.int64)
+    X, Y, W = np.ones((4, 3)), np.arange(4), np.ones(4)
+    x, y, w = np.zeros((3, 3)), np.zeros(3, np.int64), np.zeros(3)
+    for name, args in (("gather_rows", (X, order, 0, x)), ("gather_labels", (Y, order, 0, y)),
+                       ("gather_weights", (W, order, 0, w))):
+        with pytest.raises(IndexError, match="outside the data"):
+            lib.kernel(name)(*args)
+    lib.kernel("gather_rows")(X, np.array([3, 0, 2]), 0, x)       # rows inside: gathered
+    assert (x == 1).all()
+
+
 def test_no_compiled_glue_returns_a_view():
     """Views borrow their buffer (no reference of their own), so none may outlive the
     compiled call that made it: every compiled function of the glue and the library returns

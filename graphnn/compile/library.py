@@ -194,18 +194,26 @@ def gather_rows(X, order, start, x):
     """Row r of x = row order[start + r] of X: one batch of a shuffled epoch."""
     for r in range(x.shape[0]):
         src = order[start + r]
+        if src < 0 or src >= X.shape[0]:
+            raise IndexError("graphnn: a row number of the epoch's order is outside the data")
         for c in range(x.shape[1]):
             x[r, c] = X[src, c]'''),
     "gather_labels": ("LLiL", False, '''
 def gather_labels(Y, order, start, y):
     """y[r] = Y[order[start + r]]: one batch's class labels."""
     for r in range(y.size):
-        y[r] = Y[order[start + r]]'''),
+        src = order[start + r]
+        if src < 0 or src >= Y.size:
+            raise IndexError("graphnn: a row number of the epoch's order is outside the data")
+        y[r] = Y[src]'''),
     "gather_weights": ("vLiv", False, '''
 def gather_weights(W, order, start, w):
     """w[r] = W[order[start + r]]: one batch's row weights."""
     for r in range(w.size):
-        w[r] = W[order[start + r]]'''),
+        src = order[start + r]
+        if src < 0 or src >= W.size:
+            raise IndexError("graphnn: a row number of the epoch's order is outside the data")
+        w[r] = W[src]'''),
     # the epoch loop, one per kind of targets: calls the architecture's train_step
     "train_epoch_{targets}": ("LivvvvmtvLiiiriivuvssLs", True, None),   # _epoch_source
 }
