@@ -1,20 +1,31 @@
-"""The vector-tile products (graphnn/compile/tiles.py): the library's matmul and
-matmul_at against a float64 NumPy product on a sweep of shapes (edges included), both
-paths (tiles and BLAS), the intrinsic's bounds checks, and determinism."""
+"""The vector-tile products (graphnn/compile/tiles.py): the library's matmul, matmul_at
+and matmul_bt against a float64 NumPy product on a sweep of shapes (edges included), both
+paths (tiles and BLAS), the intrinsics' bounds checks, and determinism."""
 import numpy as np
 import pytest
 from numba import njit
 
 from graphnn.compile import library
-from graphnn.compile.tiles import DEPTH, OUTSIDE, TILE_BATCH, TILE_COLS, TILE_WORK, tile, tile_limit
+from graphnn.compile.tiles import (DEPTH, OUTSIDE, TILE_BATCH, TILE_COLS, TILE_WORK, TILED,
+                                   tile, tile_bt, tile_limit)
 
 ROWS = [1, 2, 3, 4, 5, 7, 8, 31, 32, 33]
 DEPTHS = [0, 1, 2, 3, 17, 32, DEPTH + 44]      # the last: two passes over out
 WIDTHS = [1, 10, 16, 32, 48, 64, 100]
+SHAPES = {"": ("n, K", "K, m"), "_at": ("K, n", "K, m"), "_bt": ("n, K", "m, K")}
+assert set(SHAPES) == set(TILED)
 
 
-def _reference(a, b, at):
-    return (a.astype(np.float64).T if at else a.astype(np.float64)) @ b.astype(np.float64)
+def _operands(t, n, K, m, rng, dtype):
+    """a and b of matmul{t} for an (n x m) output with depth K."""
+    size = dict(n=n, K=K, m=m)
+    return [rng.standard_normal([size[d] for d in shape.split(", ")]).astype(dtype)
+            for shape in SHAPES[t]]
+
+
+def _reference(a, b, t):
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    return (a.T if t == "_at" else a) @ (b.T if t == "_bt" else b)
 
 
 @njit
@@ -22,9 +33,9 @@ def _limit(a):
     return tile_limit(a)
 
 
-def _tiled(n, K, m, at, dtype="float32"):
+def _tiled(n, K, m, t, dtype="float32"):
     """Whether the kernel takes the tile path for this product (else BLAS)."""
-    batch = K if at else n
+    batch = K if t == "_at" else n
     limit = _limit(np.zeros((1, 1), dtype))
     return batch <= TILE_BATCH and m % TILE_COLS == 0 and n * K * m <= limit
 
@@ -35,51 +46,49 @@ def test_tile_limit_is_one_of_the_documented():
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("at", [False, True])
-def test_products_match_numpy(dtype, at):
-    kernel = library.library(dtype).kernel("matmul_at" if at else "matmul")
+@pytest.mark.parametrize("t", list(TILED))
+def test_products_match_numpy(dtype, t):
+    kernel = library.library(dtype).kernel(f"matmul{t}")
     rng = np.random.default_rng(0)
     eps = np.finfo(dtype).eps
     tiled = 0
     for n in ROWS:
         for K in DEPTHS:
             for m in WIDTHS:
-                a = rng.standard_normal((K, n) if at else (n, K)).astype(dtype)
-                b = rng.standard_normal((K, m)).astype(dtype)
+                a, b = _operands(t, n, K, m, rng, dtype)
                 out = np.full((n, m), np.nan, dtype)     # every element must be written
                 kernel(a, b, out)
-                ref = _reference(a, b, at)
-                bound = 4 * eps * (K + 1) * (np.abs(a).max(initial=0) * np.abs(b).max(initial=0) + 1)
-                err = np.abs(out - ref).max()
+                bound = 4 * eps * (K + 1) * (np.abs(a).max(initial=0)
+                                             * np.abs(b).max(initial=0) + 1)
+                err = np.abs(out - _reference(a, b, t)).max()
                 assert err <= bound, (n, K, m, err, bound)
-                tiled += _tiled(n, K, m, at, dtype)
+                tiled += _tiled(n, K, m, t, dtype)
     assert tiled > 100          # the sweep exercises the tiles, not only BLAS
     # the kernel calls the tiles (which path a shape takes changes only speed: on AVX-512
     # OpenBLAS even the bits agree, each output a chain of FMAs in k order)
-    assert f"tile(a, b, out, {'1, n' if at else 'K, 1'})" in library.source(dtype)
+    assert TILED[t][2] in library.source(dtype)
 
 
-@pytest.mark.parametrize("at", [False, True])
-def test_large_products_go_to_blas(at):
+@pytest.mark.parametrize("t", list(TILED))
+def test_large_products_go_to_blas(t):
     """Past the batch or work limits the kernel is BLAS: the result is what np.dot gives."""
-    kernel = library.library("float32").kernel("matmul_at" if at else "matmul")
+    kernel = library.library("float32").kernel(f"matmul{t}")
     rng = np.random.default_rng(1)
-    for n, K, m in [(64, 32, 32), (32, 2048, 256)] if not at else [(32, 64, 32), (2048, 32, 256)]:
-        assert not _tiled(n, K, m, at)
-        a = rng.standard_normal((K, n) if at else (n, K)).astype(np.float32)
-        b = rng.standard_normal((K, m)).astype(np.float32)
+    shapes = [(64, 32, 32), (32, 2048, 256)] if t != "_at" else [(32, 64, 32), (2048, 32, 256)]
+    for n, K, m in shapes:
+        assert not _tiled(n, K, m, t)
+        a, b = _operands(t, n, K, m, rng, np.float32)
         out = np.empty((n, m), np.float32)
         kernel(a, b, out)
-        np.testing.assert_allclose(out, (a.T if at else a) @ b, rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(out, _reference(a, b, t), rtol=1e-5, atol=1e-4)
 
 
-def test_tiles_are_deterministic_and_row_independent():
+@pytest.mark.parametrize("t", ["", "_bt"])       # (a^T @ b sums over the batch)
+def test_tiles_are_deterministic_and_row_independent(t):
     """Same inputs, same bits; a row's result does not depend on the batch around it (the
     repeated rows of a last, partial block compute the same numbers)."""
-    kernel = library.library("float32").kernel("matmul")
-    rng = np.random.default_rng(2)
-    a = rng.standard_normal((7, 32)).astype(np.float32)
-    b = rng.standard_normal((32, 48)).astype(np.float32)
+    kernel = library.library("float32").kernel(f"matmul{t}")
+    a, b = _operands(t, 7, 32, 48, np.random.default_rng(2), np.float32)
     first, again, alone = (np.empty((7, 48), np.float32) for _ in range(3))
     kernel(a, b, first)
     kernel(a, b, again)
@@ -89,14 +98,16 @@ def test_tiles_are_deterministic_and_row_independent():
     assert alone.tobytes() == first.tobytes()
 
 
-@pytest.mark.parametrize("at", [False, True])
-def test_mismatched_shapes_are_refused(at):
-    kernel = library.library("float32").kernel("matmul_at" if at else "matmul")
-    a = np.ones((4, 3), np.float32)
-    with pytest.raises(ValueError, match="do not match"):
-        kernel(a, np.ones((5, 16), np.float32), np.empty((4 if not at else 3, 16), np.float32))
-    with pytest.raises(ValueError, match="do not match"):
-        kernel(a, np.ones((4 if at else 3, 16), np.float32), np.empty((9, 16), np.float32))
+@pytest.mark.parametrize("t", list(TILED))
+def test_mismatched_shapes_are_refused(t):
+    kernel = library.library("float32").kernel(f"matmul{t}")
+    rng = np.random.default_rng(3)
+    a, b = _operands(t, 4, 3, 16, rng, np.float32)
+    taller = np.ones((b.shape[0] + 1, b.shape[1]), np.float32)
+    wider = np.ones((b.shape[0], b.shape[1] + 16), np.float32)
+    for bad_b, out_shape in [(b, (5, 16)), (b, (4, 32)), (taller, (4, 16)), (wider, (4, 16))]:
+        with pytest.raises(ValueError, match="do not match"):
+            kernel(a, bad_b, np.empty(out_shape, np.float32))
 
 
 @njit
@@ -143,4 +154,37 @@ def test_tile_refuses_to_leave_its_arrays(a_row, a_k, a_shape, b_shape, out_shap
     a, b, out = np.ones(a_shape), np.ones(b_shape), np.zeros(out_shape)
     with pytest.raises(IndexError, match=OUTSIDE):
         _tile(a, b, out, a_row, a_k)
+    assert not out.any()
+
+
+@njit
+def _tile_bt(a, b, out):
+    tile_bt(a, b, out)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_tile_bt_matches_numpy(dtype):
+    """a @ b^T: 13 rows, 80 columns (b's rows: packed panels two vectors and one vector
+    wide), a depth of two chunks (the packed buffer holds one)."""
+    rng = np.random.default_rng(4)
+    K = DEPTH + 3
+    a = rng.standard_normal((13, K)).astype(dtype)
+    b = rng.standard_normal((80, K)).astype(dtype)
+    out = np.zeros((13, 80), dtype)
+    _tile_bt(a, b, out)
+    expect = a.astype(np.float64) @ b.astype(np.float64).T
+    bound = 4 * np.finfo(dtype).eps * (K + 1) * np.abs(a).max() * np.abs(b).max()
+    assert np.abs(out - expect).max() <= bound
+
+
+@pytest.mark.parametrize("a_shape,b_shape,out_shape", [
+    ((4, 4), (8, 4), (4, 8)),          # out's width is not a multiple of TILE_COLS
+    ((4, 4), (32, 4), (4, 16)),        # b has more rows than out has columns
+    ((4, 3), (16, 4), (4, 16)),        # a has fewer columns than b (its reads would leave it)
+    ((3, 4), (16, 4), (4, 16)),        # a has fewer rows than out
+])
+def test_tile_bt_refuses_to_leave_its_arrays(a_shape, b_shape, out_shape):
+    a, b, out = np.ones(a_shape), np.ones(b_shape), np.zeros(out_shape)
+    with pytest.raises(IndexError, match=OUTSIDE):
+        _tile_bt(a, b, out)
     assert not out.any()

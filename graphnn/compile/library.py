@@ -359,7 +359,7 @@ def source(dtype, cached: bool = False) -> str:
     w("so a cached loop never meets a train_step compiled for another one.")
     w('"""')
     for line in ("import math", "", "import numpy as np", "from numba import njit", "",
-                 "from graphnn.compile.tiles import tile, tile_limit",
+                 "from graphnn.compile.tiles import tile, tile_bt, tile_limit",
                  "from graphnn.compile.views import step_function, vector, view", "",
                  f"real = np.{dtype.name}"):
         w(line)
