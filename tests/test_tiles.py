@@ -118,9 +118,9 @@ def _tile(a, b, out, a_row, a_k):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("at", [False, True])
 def test_tile_matches_numpy(dtype, at):
-    """The intrinsic alone: 13 rows (an 8-row block where there is AVX-512, 4-row blocks
-    and a part block), 80 columns (two wide panels and one narrow where a row holds two
-    vectors), a depth of two passes over out, strides of a given explicitly."""
+    """The intrinsic alone: 13 rows (whole blocks of 8 or 4 rows, then a part block whose
+    extra rows repeat the last), 80 columns (two wide panels and one narrow where a row
+    holds two vectors), a depth of two passes over out, strides of a given explicitly."""
     rng = np.random.default_rng(3)
     K = DEPTH + 3
     a = rng.standard_normal((K, 13) if at else (13, K)).astype(dtype)

@@ -675,8 +675,9 @@ class CpuBackend:
         The library kernels train_step calls compile (or load) first, then train_step,
         which calls them through their addresses, then the library's epoch loop, which
         calls train_step through its address.  On a machine's first run a helper process
-        (``warm.py``) compiles the epoch loop and the products meanwhile.  train_step then refuses further compiles.
-        loss_and_grads() and update() compile (or load) on first use.  Every call after
+        (``warm.py``) compiles the epoch loop and the products meanwhile.  train_step then
+        refuses further compiles.  loss_and_grads() and update() compile (or load) on first
+        use.  Every call after
         the first for the same structure (any widths) finds them compiled.
         """
         from numba.experimental.function_type import _get_jit_address

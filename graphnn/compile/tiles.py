@@ -45,8 +45,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 from numba.np.arrayobj import make_array
 
-TILE_ROWS = 4          # rows of out per block (where the target has no AVX-512), and the
-                       # rows of the blocks that finish a batch
+TILE_ROWS = 4          # rows of out per block where the target has no AVX-512 (8 with it)
 TILE_COLS = 16         # numbers per vector; the tiles serve output widths that are multiples
 TILE_BATCH = 32        # the largest batch (rows of x) the tiles serve
 DEPTH = 256            # terms of the sum over k per pass over out (b's rows in L1: 32 KB)
@@ -124,6 +123,59 @@ def tile_limit(typingctx, a):
     return types.intp(a), codegen
 
 
+def _transpose(builder, rows):
+    """A 16 x 16 matrix given as 16 vectors (rows), transposed: four rounds of shuffles,
+    each swapping the off-diagonal halves of blocks half as large as the round before."""
+    rows = list(rows)
+    i32 = ir.IntType(32)
+    for d in (8, 4, 2, 1):
+        lanes = range(TILE_COLS)
+        low = ir.Constant(ir.VectorType(i32, TILE_COLS),
+                          [x if not x & d else x - d + TILE_COLS for x in lanes])
+        high = ir.Constant(ir.VectorType(i32, TILE_COLS),
+                           [x + d if not x & d else x + TILE_COLS for x in lanes])
+        for i in range(TILE_COLS):
+            if not i & d:
+                x, y = rows[i], rows[i + d]
+                rows[i] = builder.shuffle_vector(x, y, low)
+                rows[i + d] = builder.shuffle_vector(x, y, high)
+    return rows
+
+
+def _pack_function(module, real, intp, align):
+    """The module's function pack(src, K, k0, k1, dst, cols): dst[(k - k0) * cols + q] =
+    src[q * K + k] for 16 rows q of b (src: the first) and k0 <= k < k1.  16 x 16 squares
+    go through registers (_transpose), the last (k1 - k0) % 16 columns one number at a
+    time.  One function per module, called once per 16 columns of a panel, so its code is
+    emitted once, whatever the panels' widths."""
+    name = f"graphnn_tile_pack_{'f32' if isinstance(real, ir.FloatType) else 'f64'}"
+    if name in module.globals:
+        return module.globals[name]
+    p = real.as_pointer()
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [p, intp, intp, intp, p, intp]), name)
+    fn.linkage = "internal"
+    src, K, k0, k1, dst, cols = fn.args
+    builder = ir.IRBuilder(fn.append_basic_block("entry"))
+    c = lambda k: ir.Constant(intp, k)                                  # noqa: E731
+    vec = ir.VectorType(real, TILE_COLS)
+    rows = [builder.gep(src, [builder.mul(c(q), K)]) for q in range(TILE_COLS)]
+    whole = builder.sub(k1, builder.srem(builder.sub(k1, k0), c(TILE_COLS)))
+    with cgutils.for_range_slice(builder, k0, whole, c(TILE_COLS), intp) as (k, _):
+        square = [builder.load(builder.bitcast(builder.gep(r, [k]), vec.as_pointer()),
+                               align=align) for r in rows]
+        to = builder.gep(dst, [builder.mul(builder.sub(k, k0), cols)])
+        for x, row in enumerate(_transpose(builder, square)):
+            at = builder.gep(to, [builder.mul(c(x), cols)])
+            builder.store(row, builder.bitcast(at, vec.as_pointer()), align=align)
+    with cgutils.for_range_slice(builder, whole, k1, c(1), intp) as (k, _):
+        to = builder.gep(dst, [builder.mul(builder.sub(k, k0), cols)])
+        with cgutils.for_range(builder, c(TILE_COLS)) as q:
+            value = builder.load(builder.gep(src, [builder.add(builder.mul(q.index, K), k)]))
+            builder.store(value, builder.gep(to, [q.index]))
+    builder.ret_void()
+    return fn
+
+
 def _product(context, builder, sig, args, bt: bool):
     """The code of tile (bt False) and tile_bt (True): see their docstrings."""
     intp = context.get_value_type(types.intp)
@@ -185,89 +237,76 @@ def _product(context, builder, sig, args, bt: bool):
             for v, slot in enumerate(slots):
                 builder.store(builder.load(slot), vector_at(o_r, v), align=align)
 
-    tall = builder.sub(n, builder.srem(n, c(height)))                # rows of whole blocks
+    # the blocks: R blocks of rows (the last one's extra rows repeat the last row), Pw
+    # panels of `wide` vectors, then Pn of one vector (the columns left over)
+    blocks_down = builder.sdiv(builder.add(n, c(height - 1)), c(height))
     stop = builder.sub(m, builder.srem(m, c(wide * TILE_COLS)))       # whole wide panels
+    wide_panels = builder.sdiv(stop, c(wide * TILE_COLS))
+    all_panels = builder.add(wide_panels, builder.sdiv(builder.sub(m, stop), c(TILE_COLS)))
+    pack_fn = _pack_function(builder.module, real, intp, align) if bt else None
 
-    def row_blocks(body):
-        """body(i, rows) for blocks of height rows, then of TILE_ROWS for the rest."""
-        with cgutils.for_range_slice(builder, c(0), tall, c(height), intp) as (i, _):
-            body(i, height)
-        if height > TILE_ROWS:
-            with cgutils.for_range_slice(builder, tall, n, c(TILE_ROWS), intp) as (i, _):
-                body(i, TILE_ROWS)
+    def panel(p):
+        """(first column, vectors) of panel p."""
+        narrow = builder.add(stop, builder.mul(builder.sub(p, wide_panels), c(TILE_COLS)))
+        is_wide = builder.icmp_signed("<", p, wide_panels)
+        return (builder.select(is_wide, builder.mul(p, c(wide * TILE_COLS)), narrow),
+                builder.select(is_wide, c(wide), c(1)))
 
-    def panels(body):
-        """body(j, vectors) for panels of wide vectors, then of one for the rest."""
-        with cgutils.for_range_slice(builder, c(0), stop, c(wide * TILE_COLS), intp) as (j, _):
-            body(j, wide)
-        if wide > 1:
-            with cgutils.for_range_slice(builder, stop, m, c(TILE_COLS), intp) as (j, _):
-                body(j, 1)
+    def pack(p, k0, k1):
+        """packed[k - k0, col] = b[j + col, k] for panel p's columns and the chunk: one
+        call of the module's packing function per 16 columns."""
+        j, groups = panel(p)
+        cols = builder.mul(groups, c(TILE_COLS))
+        with cgutils.for_range(builder, groups) as g:
+            first = builder.add(j, builder.mul(g.index, c(TILE_COLS)))
+            builder.call(pack_fn, [builder.gep(B.data, [builder.mul(first, K)]), K, k0, k1,
+                                   builder.gep(packed, [builder.mul(g.index, c(TILE_COLS))]),
+                                   cols])
 
-    def transpose(rows):
-        """The 16 x 16 matrix of 16 vectors (rows), transposed: four rounds of shuffles,
-        each swapping the off-diagonal halves of blocks twice as small as the last."""
-        rows = list(rows)
-        for d in (8, 4, 2, 1):
-            i32 = ir.IntType(32)
-            low = ir.Constant(ir.VectorType(i32, TILE_COLS),
-                              [l if not l & d else l - d + TILE_COLS for l in range(TILE_COLS)])
-            high = ir.Constant(ir.VectorType(i32, TILE_COLS),
-                               [l + d if not l & d else l + TILE_COLS for l in range(TILE_COLS)])
-            for i in range(TILE_COLS):
-                if not i & d:
-                    x, y = rows[i], rows[i + d]
-                    rows[i] = builder.shuffle_vector(x, y, low)
-                    rows[i + d] = builder.shuffle_vector(x, y, high)
-        return rows
+    def blocks(k0, k1, rows_outer):
+        """Every block over the chunk k0..k1: for each row block every panel (rows_outer),
+        else for each panel every row block.  Two variants of the block's code (wide and
+        narrow panels), whatever the order: the code, not the loops, is what compiles
+        slowly."""
+        outer = builder.select(rows_outer, blocks_down, all_panels)
+        inner = builder.select(rows_outer, all_panels, blocks_down)
+        with cgutils.for_range(builder, outer) as o:
+            if bt:                                      # panels outer: pack each first
+                pack(o.index, k0, k1)
+            with cgutils.for_range(builder, inner) as q:
+                r = builder.select(rows_outer, o.index, q.index)
+                p = builder.select(rows_outer, q.index, o.index)
+                i = builder.mul(r, c(height))
+                j, _ = panel(p)
 
-    def pack(j, width, k0, k1):
-        """packed[k - k0, col] = b[j + col, k] for the panel's columns and the chunk: 16 x 16
-        squares transposed in registers, the last k0..k1 % 16 one number at a time."""
-        cols = width * TILE_COLS
-        whole = builder.sub(k1, builder.srem(builder.sub(k1, k0), c(TILE_COLS)))
-        for g in range(width):
-            b_rows = [builder.gep(B.data, [builder.mul(builder.add(j, c(g * TILE_COLS + q)), K)])
-                      for q in range(TILE_COLS)]
-            with cgutils.for_range_slice(builder, k0, whole, c(TILE_COLS), intp) as (k, _):
-                square = [builder.load(builder.bitcast(builder.gep(r, [k]), vec.as_pointer()),
-                                       align=align) for r in b_rows]
-                to = builder.gep(packed, [builder.add(builder.mul(builder.sub(k, k0), c(cols)),
-                                                      c(g * TILE_COLS))])
-                for x, row in enumerate(transpose(square)):
-                    builder.store(row, vector_at(builder.gep(to, [c(x * cols)]), 0), align=align)
-            with cgutils.for_range_slice(builder, whole, k1, c(1), intp) as (k, _):
-                to = builder.gep(packed, [builder.add(builder.mul(builder.sub(k, k0), c(cols)),
-                                                      c(g * TILE_COLS))])
-                for q, r in enumerate(b_rows):
-                    builder.store(builder.load(builder.gep(r, [k])), builder.gep(to, [c(q)]))
+                def run(width):
+                    if bt:                              # the buffer's row k - k0 holds k
+                        cols = c(width * TILE_COLS)
+                        start = builder.gep(packed, [builder.sub(c(0), builder.mul(k0, cols))])
+                        block(i, j, height, width, k0, k1, start, cols)
+                    else:
+                        block(i, j, height, width, k0, k1, builder.gep(B.data, [j]), m)
+                if wide == 1:
+                    run(1)
+                else:
+                    with builder.if_else(builder.icmp_signed("<", p, wide_panels)) as (w2, w1):
+                        with w2:
+                            run(wide)
+                        with w1:
+                            run(1)
 
     chunks = builder.select(builder.icmp_signed(">", K, c(0)), K, c(1))  # K = 0: zeros
     with cgutils.for_range_slice(builder, c(0), chunks, c(DEPTH), intp) as (k0, _):
         k1 = builder.add(k0, c(DEPTH))
         k1 = builder.select(builder.icmp_signed("<", k1, K), k1, K)
         if bt:
-            # every row block of a packed panel (the panel is read from the buffer, whose
-            # row k - k0 holds the chunk's k; a's reads are then offset by k0)
-            def packed_panel(j, w):
-                pack(j, w, k0, k1)
-                start = builder.gep(packed, [builder.sub(c(0), builder.mul(k0, c(w * TILE_COLS)))])
-                row_blocks(lambda i, h: block(i, j, h, w, k0, k1, start, c(w * TILE_COLS)))
-            panels(packed_panel)
+            blocks(k0, k1, ir.Constant(ir.IntType(1), 0))       # panels outer (packed once)
         else:
             # b's rows k0..k1 fit the L1 cache: every panel of a row block in turn (its
             # reads of a stay in L1 too); else every row block of a panel (the panel of b
             # stays there)
             b_bytes = builder.mul(builder.mul(builder.sub(k1, k0), m), c(align))
-            in_l1 = builder.icmp_signed("<=", b_bytes, c(L1_BYTES))
-
-            def at(j, w, i, h):
-                block(i, j, h, w, k0, k1, builder.gep(B.data, [j]), m)
-            with builder.if_else(in_l1) as (small, big):
-                with small:
-                    row_blocks(lambda i, h: panels(lambda j, w: at(j, w, i, h)))
-                with big:
-                    panels(lambda j, w: row_blocks(lambda i, h: at(j, w, i, h)))
+            blocks(k0, k1, builder.icmp_signed("<=", b_bytes, c(L1_BYTES)))
     return context.get_dummy_value()
 
 

@@ -17,8 +17,9 @@ frozen application (its ``sys.executable`` is the application) or in a helper.
 The helper runs this module's ``CHILD`` code in the cache folder, and its first statement
 takes the working directory off ``sys.path``: nothing lying there or in the user's folder
 is imported.  graphnn's own folder goes at the end of ``sys.path`` (never before the
-standard library), and a helper that finds another graphnn first does nothing.  It accepts only the cache folder, a dtype and kernel names of graphnn's
-library (anything else: exit status 2, nothing compiled).
+standard library), and a helper that finds another graphnn first does nothing.  It
+accepts only the cache folder, a dtype and kernel names of graphnn's library (anything
+else: exit status 2, nothing compiled).
 """
 from __future__ import annotations
 
