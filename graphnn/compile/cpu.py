@@ -677,8 +677,8 @@ class CpuBackend:
         calls train_step through its address.  On a machine's first run a helper process
         (``warm.py``) compiles the epoch loop and the products meanwhile.  train_step then
         refuses further compiles.  loss_and_grads() and update() compile (or load) on first
-        use.  Every call after
-        the first for the same structure (any widths) finds them compiled.
+        use.  Every call after the first for the same structure (any widths) finds them
+        compiled.
         """
         from numba.experimental.function_type import _get_jit_address
         if labels != (self.targets == "labels"):
