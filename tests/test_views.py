@@ -141,6 +141,21 @@ def test_gathers_refuse_a_row_outside_the_data(src):
     assert (x == 1).all()
 
 
+def test_gathers_refuse_a_batch_that_does_not_fit():
+    """A batch reaching past the order given, or rows of another width than the data's."""
+    from graphnn.compile import library
+    lib = library.library("float64")
+    X, Y, W, order = np.ones((4, 3)), np.arange(4), np.ones(4), np.arange(4)
+    for start, rows, width in ((3, 2, 3), (-1, 2, 3), (0, 2, 5), (0, 5, 3)):
+        with pytest.raises(IndexError, match="does not fit"):
+            lib.kernel("gather_rows")(X, order, start, np.zeros((rows, width)))
+        if width == 3:
+            with pytest.raises(IndexError, match="does not fit"):
+                lib.kernel("gather_labels")(Y, order, start, np.zeros(rows, np.int64))
+            with pytest.raises(IndexError, match="does not fit"):
+                lib.kernel("gather_weights")(W, order, start, np.zeros(rows))
+
+
 def test_no_compiled_glue_returns_a_view():
     """Views borrow their buffer (no reference of their own), so none may outlive the
     compiled call that made it: every compiled function of the glue and the library returns

@@ -157,14 +157,21 @@ def test_helper_starts_only_where_it_pays_and_is_safe(monkeypatch, tmp_path):
     assert warm.Helper.start(_Lib(tmp_path), library.kernel_names()) is None
 
 
-def test_helper_imports_nothing_from_its_folders(monkeypatch, tmp_path):
+@pytest.mark.parametrize("pythonpath", [None, os.pathsep, "." + os.pathsep])
+def test_helper_imports_nothing_from_its_folders(pythonpath, monkeypatch, tmp_path):
     """The helper's command, run for real from a cache folder holding modules named like
-    graphnn's dependencies: none is imported, and it compiles its kernel."""
+    graphnn's dependencies and a sitecustomize: none is imported, and it compiles its
+    kernel; also where PYTHONPATH has empty entries (Python reads them as the working
+    directory) or relative ones (they keep meaning this process's folders)."""
     cache = tmp_path / "cache"
     cache.mkdir()
     marker = tmp_path / "imported"
-    for name in ("numba", "numpy", "llvmlite", "graphnn"):
+    for name in ("numba", "numpy", "llvmlite", "graphnn", "sitecustomize"):
         (cache / f"{name}.py").write_text(f"open({str(marker)!r}, 'a').write({name!r})\n")
+    if pythonpath is None:
+        monkeypatch.delenv("PYTHONPATH", raising=False)
+    else:
+        monkeypatch.setenv("PYTHONPATH", pythonpath)
     monkeypatch.delenv(warm.IN_HELPER, raising=False)
     for var, _ in LAUNCHER_ENV:
         monkeypatch.delenv(var, raising=False)
@@ -173,7 +180,8 @@ def test_helper_imports_nothing_from_its_folders(monkeypatch, tmp_path):
     assert command[:3] == [sys.executable, "-c", warm.CHILD]
     assert command[4:] == [str(cache), "float32", "matmul"]
     env = dict(kwargs["env"], GRAPHNN_CACHE_DIR=str(cache))
-    env.pop("PYTHONPATH", None)          # graphnn must come from the folder the command names
+    assert all(os.path.isabs(p) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p)
+    assert "" not in env.get("PYTHONPATH", "x").split(os.pathsep)
     done = subprocess.run(command, cwd=cache, env=env, capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stderr

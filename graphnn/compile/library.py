@@ -192,6 +192,8 @@ def loss_{loss}(z, y, w, g):
     "gather_rows": ("mLim", False, '''
 def gather_rows(X, order, start, x):
     """Row r of x = row order[start + r] of X: one batch of a shuffled epoch."""
+    if start < 0 or start > order.size - x.shape[0] or x.shape[1] != X.shape[1]:
+        raise IndexError("graphnn: the batch does not fit the epoch's order or the data")
     for r in range(x.shape[0]):
         src = order[start + r]
         if src < 0 or src >= X.shape[0]:
@@ -201,6 +203,8 @@ def gather_rows(X, order, start, x):
     "gather_labels": ("LLiL", False, '''
 def gather_labels(Y, order, start, y):
     """y[r] = Y[order[start + r]]: one batch's class labels."""
+    if start < 0 or start > order.size - y.size:
+        raise IndexError("graphnn: the batch does not fit the epoch's order or the data")
     for r in range(y.size):
         src = order[start + r]
         if src < 0 or src >= Y.size:
@@ -209,6 +213,8 @@ def gather_labels(Y, order, start, y):
     "gather_weights": ("vLiv", False, '''
 def gather_weights(W, order, start, w):
     """w[r] = W[order[start + r]]: one batch's row weights."""
+    if start < 0 or start > order.size - w.size:
+        raise IndexError("graphnn: the batch does not fit the epoch's order or the data")
     for r in range(w.size):
         src = order[start + r]
         if src < 0 or src >= W.size:

@@ -80,16 +80,20 @@ def block_shape(avx512: bool, real) -> tuple[int, int]:
 
 def _outside(builder, A, B, O, a_row, a_k, bt, c):
     """An i1 that is true when the product would touch anything outside a, b or out: out's
-    width not a multiple of TILE_COLS or not b's width (its height for a @ b^T), a
-    negative stride or K, or a read of a at or past its size.  The farthest read,
-    (n-1)*a_row + (K-1)*a_k, is computed with overflow flags, so no value can wrap past
-    the check."""
+    width not a multiple of TILE_COLS or not b's width (its height for a @ b^T, where a
+    must be n x K too), a negative stride or K, or a read of a at or past its size.  The
+    farthest read, (n-1)*a_row + (K-1)*a_k, is computed with overflow flags, so no value
+    can wrap past the check."""
     n, m = cgutils.unpack_tuple(builder, O.shape, 2)
     K, bm = cgutils.unpack_tuple(builder, B.shape, 2)
-    if bt:
+    if bt:                        # a is n x K and b m x K: both shapes known, both checked
         K, bm = bm, K
+        an, ak = cgutils.unpack_tuple(builder, A.shape, 2)
+        bad = builder.or_(builder.icmp_signed("!=", an, n), builder.icmp_signed("!=", ak, K))
+    else:
+        bad = ir.Constant(ir.IntType(1), 0)
     last = builder.sub(n, c(1))
-    bad = builder.icmp_signed("!=", builder.srem(m, c(TILE_COLS)), c(0))
+    bad = builder.or_(bad, builder.icmp_signed("!=", builder.srem(m, c(TILE_COLS)), c(0)))
     bad = builder.or_(bad, builder.icmp_signed("!=", bm, m))
     for v in (a_row, a_k, K):
         bad = builder.or_(bad, builder.icmp_signed("<", v, c(0)))
@@ -296,6 +300,8 @@ def _product(context, builder, sig, args, bt: bool):
                             run(1)
 
     chunks = builder.select(builder.icmp_signed(">", K, c(0)), K, c(1))  # K = 0: zeros
+    empty = builder.or_(builder.icmp_signed("<=", n, c(0)), builder.icmp_signed("<=", m, c(0)))
+    chunks = builder.select(empty, c(0), chunks)                      # nothing to write
     with cgutils.for_range_slice(builder, c(0), chunks, c(DEPTH), intp) as (k0, _):
         k1 = builder.add(k0, c(DEPTH))
         k1 = builder.select(builder.icmp_signed("<", k1, K), k1, K)

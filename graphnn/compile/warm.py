@@ -37,10 +37,18 @@ DTYPES = ("float32", "float64")
 IN_HELPER = "GRAPHNN_COMPILE_HELPER"  # set in a helper's environment: it starts no helper
 # what the helper runs (python -c): no working directory on sys.path, graphnn's folder
 # (argv[1]) last; main() gets the rest of argv
-CHILD = ("import sys; sys.path[:] = [p for p in sys.path if p not in ('', '.')]; "
+CHILD = ("import os, sys; here = os.getcwd(); sys.path[:] = "
+         "[p for p in sys.path if p not in ('', '.') and os.path.abspath(p) != here]; "
          "sys.path.append(sys.argv[1]); from graphnn.compile import warm; "
          "sys.exit(warm.child(sys.argv[1], sys.argv[2:]))")
 ROOT = Path(__file__).resolve().parents[2]       # the folder this graphnn is in
+
+
+def _absolute_path_list(value: str) -> str:
+    """A PYTHONPATH without empty entries (Python reads them as the working directory: the
+    helper's is the cache folder) and with relative ones made absolute against this
+    process's working directory, where they meant what they mean."""
+    return os.pathsep.join(os.path.abspath(p) for p in value.split(os.pathsep) if p)
 
 
 def _cores() -> int:
@@ -73,6 +81,9 @@ class Helper:
             return None
         command = [sys.executable, "-c", CHILD, str(ROOT), str(folder), lib.dtype.name, *share]
         env = dict(os.environ, **{IN_HELPER: "1"})
+        path = _absolute_path_list(env.pop("PYTHONPATH", ""))   # as this process reads it
+        if path:
+            env["PYTHONPATH"] = path
         try:
             process = subprocess.Popen(command, stdin=subprocess.DEVNULL, env=env, cwd=folder,
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
