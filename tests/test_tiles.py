@@ -1,6 +1,10 @@
 """The vector-tile products (graphnn/compile/tiles.py): the library's matmul, matmul_at
 and matmul_bt against a float64 NumPy product on a sweep of shapes (edges included), both
 paths (tiles and BLAS), the intrinsics' bounds checks, and determinism."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from numba import njit
@@ -202,9 +206,6 @@ sys.exit(pytest.main(["-q", "-p", "no:cacheprovider", sys.argv[1], "-k",
 
 
 def test_tiles_without_avx512(tmp_path):
-    import os
-    import subprocess
-    import sys
     env = dict(os.environ, NUMBA_CPU_NAME="haswell", NUMBA_CPU_FEATURES="",
                GRAPHNN_CACHE_DIR=str(tmp_path))
     done = subprocess.run([sys.executable, "-c", NO_AVX512, __file__], env=env,

@@ -39,6 +39,8 @@ it: 32x32 @ (32x32)^T takes 0.53 us against 1.35 for OpenBLAS's small-matrix ker
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
@@ -46,20 +48,36 @@ from numba.extending import intrinsic
 from numba.np.arrayobj import make_array
 
 TILE_ROWS = 4          # rows of out per block where the target has no AVX-512 (8 with it)
-TILE_COLS = 16         # numbers per vector; the tiles serve output widths that are multiples
+TILE_COLS = 16         # numbers per vector; the tiles serve output widths that are multiples of it
 TILE_BATCH = 32        # the largest batch (rows of x) the tiles serve
 DEPTH = 256            # terms of the sum over k per pass over out (b's rows in L1: 32 KB)
 L1_BYTES = 16 << 10    # the part of b that counts as small enough to stay in the L1 cache
 # the most multiply-adds (n * K * m) of a product the tiles serve: with AVX-512 the 8-row
-# blocks beat one-thread OpenBLAS up to 32x1024 @ 1024x1024 (32x784 @ 784x128: 60 us
-# against 90-103); with 4-row blocks on AVX2, 2 BLAS threads won past about this
+# blocks beat one-thread OpenBLAS up to 32x1024 @ 1024x1024 (32x784 @ 784x128: 42 us
+# against 77); with 4-row blocks on AVX2, 2 BLAS threads won past about this
 TILE_WORK = {True: 1 << 23, False: 1 << 19}
-# transposes with tile kernels -> (product, the batch's dimension, the tile call, np.dot's
-# operands, the shapes of a and b)
-TILED = {"": ("a @ b", "n", "tile(a, b, out, K, 1)", "a, b", "n, K", "K, m"),
-         "_at": ("a^T @ b", "K", "tile(a, b, out, 1, n)", "a.T, b", "K, n", "K, m"),
-         "_bt": ("a @ b^T", "n", "tile_bt(a, b, out)", "a, b.T", "n, K", "m, K")}
+
+
+class Tiled(NamedTuple):
+    """One library kernel with tiles: what tile_source writes for it."""
+    product: str       # for the docstring
+    batch: str         # the dimension that holds the batch (at most TILE_BATCH)
+    call: str          # the tile intrinsic's call
+    operands: str      # np.dot's operands (BLAS, past the limits)
+    a_shape: str       # a's and b's shapes, in n, K and m
+    b_shape: str
+
+
+# transposes with tile kernels (the kernel matmul{t}) -> what their source holds
+TILED = {"": Tiled("a @ b", "n", "tile(a, b, out, K, 1)", "a, b", "n, K", "K, m"),
+         "_at": Tiled("a^T @ b", "K", "tile(a, b, out, 1, n)", "a.T, b", "K, n", "K, m"),
+         "_bt": Tiled("a @ b^T", "n", "tile_bt(a, b, out)", "a, b.T", "n, K", "m, K")}
 OUTSIDE = "graphnn: a product tile would leave its arrays"
+
+
+def _kind(real) -> str:
+    """LLVM's name of a vector of TILE_COLS numbers of this type: v16f32 or v16f64."""
+    return f"v{TILE_COLS}{'f32' if isinstance(real, ir.FloatType) else 'f64'}"
 
 
 def _avx512(context) -> bool:
@@ -88,8 +106,9 @@ def _outside(builder, A, B, O, a_row, a_k, bt, c):
     K, bm = cgutils.unpack_tuple(builder, B.shape, 2)
     if bt:                        # a is n x K and b m x K: both shapes known, both checked
         K, bm = bm, K
-        an, ak = cgutils.unpack_tuple(builder, A.shape, 2)
-        bad = builder.or_(builder.icmp_signed("!=", an, n), builder.icmp_signed("!=", ak, K))
+        a_rows, a_cols = cgutils.unpack_tuple(builder, A.shape, 2)
+        bad = builder.or_(builder.icmp_signed("!=", a_rows, n),
+                          builder.icmp_signed("!=", a_cols, K))
     else:
         bad = ir.Constant(ir.IntType(1), 0)
     last = builder.sub(n, c(1))
@@ -152,7 +171,7 @@ def _pack_function(module, real, intp, align):
     go through registers (_transpose), the last (k1 - k0) % 16 columns one number at a
     time.  One function per module, called once per 16 columns of a panel, so its code is
     emitted once, whatever the panels' widths."""
-    name = f"graphnn_tile_pack_{'f32' if isinstance(real, ir.FloatType) else 'f64'}"
+    name = f"graphnn_tile_pack_{_kind(real)}"
     if name in module.globals:
         return module.globals[name]
     p = real.as_pointer()
@@ -199,8 +218,7 @@ def _product(context, builder, sig, args, bt: bool):
     align = context.get_abi_alignment(real)
     vec = ir.VectorType(real, TILE_COLS)
     fma = cgutils.get_or_insert_function(   # llvm.fma.v16f32, or .v16f64
-        builder.module, ir.FunctionType(vec, [vec] * 3),
-        f"llvm.fma.v{TILE_COLS}{'f32' if isinstance(real, ir.FloatType) else 'f64'}")
+        builder.module, ir.FunctionType(vec, [vec] * 3), f"llvm.fma.{_kind(real)}")
     splat = ir.Constant(ir.VectorType(ir.IntType(32), TILE_COLS), [0] * TILE_COLS)
     zeros = ir.Constant(vec, [0.0] * TILE_COLS)
     height, wide = block_shape(_avx512(context), real)
@@ -311,7 +329,8 @@ def _product(context, builder, sig, args, bt: bool):
             # b's rows k0..k1 fit the L1 cache: every panel of a row block in turn (its
             # reads of a stay in L1 too); else every row block of a panel (the panel of b
             # stays there)
-            b_bytes = builder.mul(builder.mul(builder.sub(k1, k0), m), c(align))
+            size = context.get_abi_sizeof(real)
+            b_bytes = builder.mul(builder.mul(builder.sub(k1, k0), m), c(size))
             blocks(k0, k1, builder.icmp_signed("<=", b_bytes, c(L1_BYTES)))
     return context.get_dummy_value()
 
@@ -349,7 +368,7 @@ def tile_bt(typingctx, a, b, out):
 
 def tile_source(t: str) -> str:
     """The kernel ``matmul{t}`` (t in TILED): tiles for small batches, else BLAS."""
-    product, batch, call, operand, a_shape, b_shape = TILED[t]
+    product, batch, call, operands, a_shape, b_shape = TILED[t]
     return "\n".join([
         f"def matmul{t}(a, b, out):",
         f'    """out = {product}.  A batch of at most {TILE_BATCH} rows, an output width that is a',
@@ -362,7 +381,7 @@ def tile_source(t: str) -> str:
         f"    if a.shape != ({a_shape}) or b.shape != ({b_shape}):",
         f'        raise ValueError("matmul{t}: the shapes of a, b and out do not match")',
         f"    if {batch} > {TILE_BATCH} or m % {TILE_COLS} or n * K * m > tile_limit(a):",
-        f"        np.dot({operand}, out)",
+        f"        np.dot({operands}, out)",
         "        return",
         f"    {call}",
     ])

@@ -15,8 +15,9 @@ already share the cores, and an MPI library may not tolerate a fork beside it), 
 frozen application (its ``sys.executable`` is the application) or in a helper.
 
 The helper runs this module's ``CHILD`` code in the cache folder, and its first statement
-takes the working directory off ``sys.path``: nothing lying there or in the user's folder
-is imported.  graphnn's own folder goes at the end of ``sys.path`` (never before the
+takes the working directory off ``sys.path``; its ``PYTHONPATH`` has no empty entries
+(Python would read them as that folder) and no relative ones: nothing lying there or in
+the user's folder is imported.  graphnn's own folder goes at the end of ``sys.path`` (never before the
 standard library), and a helper that finds another graphnn first does nothing.  It
 accepts only the cache folder, a dtype and kernel names of graphnn's library (anything
 else: exit status 2, nothing compiled).
@@ -128,7 +129,3 @@ def main(argv: list[str]) -> int:
     for name in names:
         lib.kernel(name)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
