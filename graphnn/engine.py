@@ -31,6 +31,8 @@ from .optim import check_optimizer
 from .validate import as_dtype, as_inputs, check_lengths, positive_int
 
 PREDICT_ROWS = 1024      # rows per forward call in predict/evaluate (arena capacity)
+# where each metric's sum sits in the stats array the kernels add into (empty: no metric)
+METRIC_SUMS = {"accuracy": 0, "mse": 1, "mae": 2}
 COMPILING = "compiling kernels for this architecture (first time; cached afterwards) ..."
 
 
@@ -113,10 +115,10 @@ class Engine:
         return list(dict.fromkeys(metrics))
 
     def _metric_logs(self, stats: np.ndarray, rows: int, prefix: str = "") -> dict:
-        """Turn the kernels' sums [correct, squared error, absolute error] into metrics."""
+        """Turn the kernels' sums [correct, squared error, absolute error] into metrics (the
+        model's metrics only: with none, stats may be empty)."""
         elems = rows * (1 if self.loss.targets == "labels" else self.model.output.width)
-        values = {"accuracy": stats[0] / elems, "mse": stats[1] / elems, "mae": stats[2] / elems}
-        return {prefix + m: float(values[m]) for m in self.metrics}
+        return {prefix + m: float(stats[METRIC_SUMS[m]] / elems) for m in self.metrics}
 
     # -- kernels and buffers -----------------------------------------------------------
     def _ensure_arena(self, rows: int):

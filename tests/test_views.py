@@ -7,7 +7,7 @@ from numba import njit
 from graphnn.compile import library
 from graphnn.compile.views import (at, block, kernel, matrix, python_at, python_block,
                                    python_matrix, python_vec, python_vector, python_view,
-                                   step_function, vec, vector, view)
+                                   rows_view, step_function, vec, vector, view)
 
 
 @njit
@@ -46,6 +46,25 @@ def test_views_never_leave_their_buffer(start, rows, cols):
             make(flat, start, rows, cols)
     with pytest.raises(IndexError, match="leave its buffer"):
         _vector(flat, start, rows * cols if rows * cols > 0 else -1)
+
+
+@njit
+def _rows_view(matrix, start, rows):
+    return rows_view(matrix, start, rows)
+
+
+def test_rows_views_match_numpy_and_stay_inside():
+    """rows_view: the epoch loop's batch of rows in their own order, as a view of X."""
+    X = np.arange(15.0).reshape(5, 3)
+    for start, rows in ((0, 5), (1, 2), (4, 1), (5, 0), (2, 0)):
+        got = _rows_view(X, start, rows)
+        np.testing.assert_array_equal(got, X[start:start + rows])
+        assert got.flags.c_contiguous and (rows == 0 or np.shares_memory(got, X))
+    for start, rows in ((-1, 1), (6, 0), (4, 2), (0, 6), (0, -1), (1 << 62, 1), (1, 1 << 62)):
+        with pytest.raises(IndexError, match="leave its buffer"):
+            _rows_view(X, start, rows)
+    with pytest.raises(Exception, match="rows_view"):
+        _rows_view(np.arange(24.0).reshape(4, 6)[:, ::2], 0, 2)       # not C-contiguous
 
 
 def test_views_refuse_other_buffers():
@@ -122,6 +141,56 @@ def test_epoch_loop_refuses_a_missing_step():
         with pytest.raises(IndexError, match="do not fit"):
             run(b._step, **bad)
     run(b._step, last=2, batch_size=2, losses=np.zeros(2))      # and batches that fit run
+
+
+def test_rows_in_order_are_passed_uncopied_with_the_same_result():
+    """A batch whose rows come in their own order (no shuffle) goes to train_step as views
+    of X, Y and W; any other order is gathered.  The two give the same bits: X and Y
+    doubled, an order naming the second copy of every row gathers what the views show."""
+    import graphnn as gn
+    rng = np.random.default_rng(3)
+    for loss, y in (("cross_entropy", rng.integers(0, 3, 12)),
+                    ("mse", rng.standard_normal((12, 3)))):
+        X, W = rng.standard_normal((12, 4)), rng.random(12)
+        X0, y0, W0 = X.copy(), y.copy(), W.copy()
+        results = []
+        for double in (False, True):
+            net = gn.Sequential([gn.Dense(5, activation="tanh"), gn.Dense(3)], input_dim=4)
+            net = net.compile(loss=loss, optimizer=gn.SGD(0.1), dtype="float64", seed=1)
+            b = net.backend
+            net._ensure_arena(4)
+            Xd, yd, Wd = (np.concatenate([a, a]) if double else a for a in (X, y, W))
+            order = np.concatenate([np.arange(12, 24), np.arange(12)]) if double else \
+                np.arange(12)
+            losses, xbuf = np.zeros(3), np.full(16, np.nan)
+            b.train_epoch(net.params, net.grads, net.state, net.arena, Xd, yd, Wd, order, 0,
+                          3, 4, 0.1, 0, 7, xbuf, np.zeros(4 * (1 if y.ndim == 1 else 3),
+                                                          y.dtype),
+                          np.zeros(4), losses, np.zeros(3))
+            assert np.isnan(xbuf).all() != double          # in order: nothing gathered
+            results.append((net.params.copy(), losses))
+        np.testing.assert_array_equal(results[0][0], results[1][0])
+        np.testing.assert_array_equal(results[0][1], results[1][1])
+        # the views are read, never written
+        for a, a0 in ((X, X0), (y, y0), (W, W0)):
+            np.testing.assert_array_equal(a, a0)
+
+
+def test_stats_kernels_add_nothing_into_empty_stats():
+    """No metric asked for: fit passes empty stats and the loss's stats kernel adds
+    nothing (and writes nowhere: Numba checks no index)."""
+    lib = library.library("float64")
+    z, labels, values = np.ones((3, 2)), np.zeros(3, np.int64), np.zeros((3, 2))
+    guard = np.full(4, 7.0)
+    for name, y in (("stats_cross_entropy", labels), ("stats_mse", values),
+                    ("stats_binary_cross_entropy", values)):
+        for size in (0, 1, 2):
+            stats = guard[:size]
+            lib.kernel(name)(z, y, stats)
+            assert (guard == 7.0).all(), name
+        stats = np.zeros(3)
+        lib.kernel(name)(z, y, stats)
+        assert stats.any(), name                        # with room, the sums are added
 
 
 @pytest.mark.parametrize("src", [-1, 4, 1 << 62])

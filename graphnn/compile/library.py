@@ -244,15 +244,19 @@ def step_signature(targets: str, dtype):
 def _epoch_source(targets: str) -> str:
     """The epoch loop: gather each batch, then one call of the glue's train_step."""
     if targets == "labels":
-        gather_y = "y = vector(ybuf, 0, n)\n        gather_labels(Y, order, start, y)"
+        gather_y = "y = vector(ybuf, 0, n)\n            gather_labels(Y, order, start, y)"
+        batch_y = "vector(Y, start, n)"
     else:
-        gather_y = "y = view(ybuf, 0, n, Y.shape[1])\n        gather_rows(Y, order, start, y)"
+        gather_y = "y = view(ybuf, 0, n, Y.shape[1])\n            gather_rows(Y, order, start, y)"
+        batch_y = "rows_view(Y, start, n)"
     return f'''
 def train_epoch_{targets}(kernels, step_fn, params, grads, state, arena, X, Y, W, order, first,
                        last, batch_size, lr, step, seed, xbuf, ybuf, wbuf, losses, stats,
                        layout, hyper):
     """Batches first..last-1 of an epoch: gather each batch's rows (in the shuffled order)
-    into xbuf, ybuf and wbuf, and call the architecture's train_step on them: it lives at
+    into xbuf, ybuf and wbuf (a batch whose rows come in their own order, as without
+    shuffling, is passed as views of X, Y and W instead), and call the architecture's
+    train_step on them: it lives at
     address step_fn (its glue, compiled once per architecture), and takes `kernels`,
     `layout` and `hyper` along.  `step` counts the steps before this call, `seed` seeds
     the dropout masks (dropout_key), W holds row weights (or is empty).  Each batch's mean
@@ -269,13 +273,22 @@ def train_epoch_{targets}(kernels, step_fn, params, grads, state, arena, X, Y, W
         key = dropout_key(seed, b)
         start = b * batch_size
         n = min(batch_size, rows - start)
-        x = view(xbuf, 0, n, d)
-        gather_rows(X, order, start, x)
-        {gather_y}
+        in_order = 0
+        for r in range(start, start + n):
+            in_order += order[r] == r
         w = W
-        if W.size > 0:
-            w = vector(wbuf, 0, n)
-            gather_weights(W, order, start, w)
+        if in_order == n:       # the rows come in their own order: views, no copy
+            x = rows_view(X, start, n)
+            y = {batch_y}
+            if W.size > 0:
+                w = vector(W, start, n)
+        else:
+            x = view(xbuf, 0, n, d)
+            gather_rows(X, order, start, x)
+            {gather_y}
+            if W.size > 0:
+                w = vector(wbuf, 0, n)
+                gather_weights(W, order, start, w)
         t = step + b - first + 1
         value = train_step(kernels, params, grads, state, arena, x, y, w, lr, t, layout,
                            hyper, key, stats)
@@ -287,19 +300,25 @@ def train_epoch_{targets}(kernels, step_fn, params, grads, state, arena, X, Y, W
 def _stats_source(loss) -> str:
     """Metric sums of one batch for a loss: [correct, squared error, absolute error]."""
     lines = [f"def stats_{loss.name}(z, y, stats):",
-             '    """Metric sums of one batch: [correct, squared error, absolute error]."""']
+             '    """Metric sums of one batch: [correct, squared error, absolute error], added',
+             '    into stats; an empty stats (no metric asked for) adds nothing."""',
+             "    if stats.size < 3:",
+             "        return"]
+    # sums in locals, stored once: the same additions, without a store and a load per term
     if loss.correct:
-        lines += ["    for i in range(z.shape[0]):",
-                  f"        stats[0] += {loss.name}_row_correct(z, y, i)"]
+        lines += ["    correct = stats[0]",
+                  "    for i in range(z.shape[0]):",
+                  f"        correct += {loss.name}_row_correct(z, y, i)",
+                  "    stats[0] = correct"]
     if loss.targets == "values":
         pred = "sigmoid(z[i, j])" if loss.name == "binary_cross_entropy" else "z[i, j]"
-        lines += ["    for i in range(z.shape[0]):",
+        lines += ["    squared, absolute = stats[1], stats[2]",
+                  "    for i in range(z.shape[0]):",
                   "        for j in range(z.shape[1]):",
                   f"            d = {pred} - y[i, j]",
-                  "            stats[1] += d * d",
-                  "            stats[2] += abs(d)"]
-    if len(lines) == 2:
-        lines.append("    pass")
+                  "            squared += d * d",
+                  "            absolute += abs(d)",
+                  "    stats[1], stats[2] = squared, absolute"]
     return "\n".join(lines)
 
 
@@ -319,6 +338,11 @@ def _variants(key: str) -> list[dict]:
     if "{targets}" in key:
         return [{"targets": t} for t in TARGETS]
     return [{}]
+
+# Kernels whose multiply-adds may be fused into FMAs: the activations' polynomials (float32
+# tanh, sigmoid, softplus, gelu) run a quarter faster; the result can differ in its last
+# bit from the unfused form, always the same way on one machine.
+_CONTRACTED = {"bias_act_{act}", "act_{act}", "act_grad_{act}"}
 
 
 def kernel_names() -> list[str]:
@@ -366,7 +390,7 @@ def source(dtype, cached: bool = False) -> str:
     w('"""')
     for line in ("import math", "", "import numpy as np", "from numba import njit", "",
                  "from graphnn.compile.tiles import tile, tile_bt, tile_limit",
-                 "from graphnn.compile.views import step_function, vector, view", "",
+                 "from graphnn.compile.views import rows_view, step_function, vector, view", "",
                  f"real = np.{dtype.name}"):
         w(line)
     acts = with_dependencies(sorted(ACTIVATIONS))
@@ -393,7 +417,7 @@ def source(dtype, cached: bool = False) -> str:
     w("# " + "-" * 30 + " kernels " + "-" * 30)
     w()
     # no C wrapper: the glue calls a kernel at its own address (Numba's calling convention)
-    jit = f'@njit(cache={cached}, error_model="numpy", no_cfunc_wrapper=True)'
+    jit = f'@njit(cache={cached}, error_model="numpy", no_cfunc_wrapper=True'
     for name in kernel_names():
         key, _, fields = _template(name)
         text = _INSTRUCTIONS[key][2]
@@ -410,8 +434,20 @@ def source(dtype, cached: bool = False) -> str:
             text = text.format(t=fields["t"], a=a, b=b, product=product)
         elif fields:
             text = text.format(**fields)
-        _function(w, jit, text.strip("\n"))
+        _function(w, jit + _options(key, text) + ")", text.strip("\n"))
     return w.text().rstrip("\n") + "\n"
+
+
+def _options(key: str, text: str) -> str:
+    """A kernel's further @njit options.  Every kernel but the BLAS calls (np.dot may
+    allocate) compiles without Numba's reference counting (``_nrt=False``): kernels
+    allocate nothing, and the count's calls on every array they pass to an inlined
+    helper (a loss's row function, once per row) cost the tiny MLP 8 % of its step.
+    A kernel that allocated would fail to compile, not leak."""
+    options = "" if "np.dot(" in text else ", _nrt=False"
+    if key in _CONTRACTED:
+        options += ', fastmath={"contract"}'
+    return options
 
 
 def _function(w: Writer, decorator: str, text: str):

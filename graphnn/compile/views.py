@@ -86,6 +86,32 @@ def vector(typingctx, flat, start, size):
     return out_type(flat, types.intp, types.intp), codegen
 
 
+@intrinsic
+def rows_view(typingctx, matrix, start, rows):
+    """Rows ``start .. start + rows - 1`` of a 2-D C array, as a C-contiguous view (the
+    library's epoch loop passes a batch whose rows come in order this way, uncopied)."""
+    if not (isinstance(matrix, types.Array) and matrix.ndim == 2 and matrix.layout == "C"
+            and matrix.mutable and isinstance(start, types.Integer)
+            and isinstance(rows, types.Integer)):
+        return None
+    out_type = types.Array(matrix.dtype, 2, "C")
+
+    def codegen(context, builder, sig, args):
+        src = make_array(sig.args[0])(context, builder, args[0])
+        height, cols = cgutils.unpack_tuple(builder, src.shape, 2)
+        first = context.cast(builder, args[1], sig.args[1], types.intp)
+        n = context.cast(builder, args[2], sig.args[2], types.intp)
+        # a first row past the end would make first * cols wrap: refuse it before _view
+        with cgutils.if_unlikely(builder, builder.or_(
+                builder.icmp_signed("<", first, context.get_constant(types.intp, 0)),
+                builder.icmp_signed(">", first, height))):
+            context.call_conv.return_user_exc(builder, IndexError,
+                                              ("graphnn: a view would leave its buffer",))
+        return _view(context, builder, sig.args[0], args[0], builder.mul(first, cols),
+                     (n, cols), out_type)
+    return out_type(matrix, types.intp, types.intp), codegen
+
+
 # The same, in Python: the glue's plain-Python paths (predict, evaluate) run with these.
 def python_view(flat, start, rows, cols):
     start, rows, cols = int(start), int(rows), int(cols)    # no wrapping int64 products
