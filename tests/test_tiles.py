@@ -10,8 +10,8 @@ import pytest
 from numba import njit
 
 from graphnn.compile import library
-from graphnn.compile.tiles import (DEPTH, OUTSIDE, TILE_BATCH, TILE_COLS, TILE_WORK, TILED,
-                                   tile, tile_bt, tile_limit)
+from graphnn.compile.tiles import (DEPTH, ONE_UNIT, OUTSIDE, TILE_BATCH, TILE_COLS, TILE_WORK,
+                                   TILED, tile, tile_bt, tile_limit)
 
 ROWS = [0, 1, 2, 3, 4, 5, 7, 8, 31, 32, 33]
 DEPTHS = [0, 1, 2, 3, 17, 32, DEPTH, DEPTH + 44]      # the last: two passes over out
@@ -71,6 +71,8 @@ def test_products_match_numpy(dtype, t):
     # the kernel calls the tiles (which path a shape takes changes only speed: on AVX-512
     # OpenBLAS even the bits agree, each output a chain of FMAs in k order)
     assert TILED[t][2] in library.source(dtype)
+    if t == "":     # outputs of one column (m == 1 above, up to 32 rows) are dot products
+        assert ONE_UNIT.strip("\n") in library.source(dtype)
 
 
 @pytest.mark.parametrize("t", list(TILED))
