@@ -203,8 +203,28 @@ NO_AVX512 = r"""
 import sys
 import pytest
 sys.exit(pytest.main(["-q", "-p", "no:cacheprovider", sys.argv[1], "-k",
-                      "tile_matches or tile_bt_matches or refuses or row_independent"]))
+                      "tile_matches or tile_bt_matches or refuses or row_independent or wide"]))
 """
+
+
+def _float32_asm(name):
+    """The machine code of float32 library kernel ``name``, compiled here (not cached)."""
+    namespace = {"__name__": "asm_check"}
+    exec(compile(library.source(np.float32), "<asm_check>", "exec"), namespace)
+    kernel = namespace[name]
+    kernel.compile(library.signature(name, np.float32).args)
+    return next(iter(kernel.inspect_asm().values()))
+
+
+def test_wide_vectors_for_arithmetic_activations_only():
+    """float32 tanh's kernels run on 512-bit vectors where the target has AVX-512
+    (vectors.wide_vectors); ReLU's, bound by memory, keep LLVM's 256-bit preference."""
+    from numba.core.registry import cpu_target
+    from graphnn.compile.vectors import avx512
+    wide = avx512(cpu_target.target_context)
+    for name in ("bias_act_tanh", "act_grad_tanh"):
+        assert ("zmm" in _float32_asm(name)) == wide, name
+    assert "zmm" not in _float32_asm("bias_act_relu")
 
 
 def test_tiles_without_avx512(tmp_path):

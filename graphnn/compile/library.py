@@ -59,7 +59,7 @@ def matmul_add{t}(a, b, out, scratch):
     "bias_act_{act}": ("mmv", False, '''
 def bias_act_{act}(out, z, bias):
     """out = {act}(z + bias); out may be z itself."""
-    n, k = out.shape
+{wide}    n, k = out.shape
     if out.ctypes.data == z.ctypes.data:    # in place: one array, so the loop vectorises
         if k == 1:                          # one unit: down the column (32 rows: 9 ns, not 71)
             b = bias[0]
@@ -76,7 +76,7 @@ def bias_act_{act}(out, z, bias):
     "act_{act}": ("mm", False, '''
 def act_{act}(out, z):
     """out = {act}(z); out may be z itself."""
-    n, k = out.shape
+{wide}    n, k = out.shape
     if out.ctypes.data == z.ctypes.data:    # in place: one array, so the loop vectorises
         for i in range(n):
             for j in range(k):
@@ -89,7 +89,7 @@ def act_{act}(out, z):
 def act_grad_{act}(gx, gy, x, y, colsum, acc):
     """gx (= or += if acc) gy * {act}'(x, y); colsum = its column sums unless empty.
     gx may be gy itself (then acc is False)."""
-    n, k = gx.shape
+{wide}    n, k = gx.shape
     sums = colsum.size > 0
     if sums:
         colsum[:] = zero
@@ -408,6 +408,7 @@ def source(dtype, cached: bool = False) -> str:
     w('"""')
     for line in ("import math", "", "import numpy as np", "from numba import njit", "",
                  "from graphnn.compile.tiles import tile, tile_bt, tile_limit",
+                 "from graphnn.compile.vectors import wide_vectors",
                  "from graphnn.compile.views import rows_view, step_function, vector, view", "",
                  f"real = np.{dtype.name}"):
         w(line)
@@ -450,10 +451,20 @@ def source(dtype, cached: bool = False) -> str:
         elif "t" in fields:
             a, b, product = TRANSPOSES[fields["t"]]
             text = text.format(t=fields["t"], a=a, b=b, product=product)
+        elif "act" in fields:
+            text = text.format(**fields, wide=_wide(fields["act"], dtype))
         elif fields:
             text = text.format(**fields)
         _function(w, jit + _options(name, key, text) + ")", text.strip("\n"))
     return w.text().rstrip("\n") + "\n"
+
+
+def _wide(act: str, dtype) -> str:
+    """The line that makes an activation's kernel use 512-bit vectors (vectors.py): for
+    the float32 activations with an arithmetic form, whose loops the vector units bound."""
+    if dtype == np.float32 and ACTIVATIONS[act].forward32:
+        return "    wide_vectors()                  # 512-bit vectors where the CPU has them\n"
+    return ""
 
 
 def _options(name: str, key: str, text: str) -> str:

@@ -47,6 +47,8 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 from numba.np.arrayobj import make_array
 
+from .vectors import avx512
+
 TILE_ROWS = 4          # rows of out per block where the target has no AVX-512 (8 with it)
 TILE_COLS = 16         # numbers per vector; the tiles serve output widths that are multiples of it
 TILE_BATCH = 32        # the largest batch (rows of x) the tiles serve
@@ -80,18 +82,12 @@ def _kind(real) -> str:
     return f"v{TILE_COLS}{'f32' if isinstance(real, ir.FloatType) else 'f64'}"
 
 
-def _avx512(context) -> bool:
-    """Whether the target Numba compiles for has AVX-512 (its LLVM feature string)."""
-    features = getattr(context.codegen(), "_tm_features", "") or ""
-    return "+avx512f" in features.split(",")
-
-
-def block_shape(avx512: bool, real) -> tuple[int, int]:
+def block_shape(has_avx512: bool, real) -> tuple[int, int]:
     """(rows, vectors per row) of a block.  With AVX-512 (32 vector registers): 8 rows of
     two float32 vectors (16 accumulators, each one register), or of one float64 vector of
     16 (two registers each).  Otherwise (16 registers): 4 rows of one vector, which for
     float32 already spans two 256-bit registers (8 accumulators)."""
-    if avx512:
+    if has_avx512:
         return 2 * TILE_ROWS, (2 if isinstance(real, ir.FloatType) else 1)
     return TILE_ROWS, 1
 
@@ -141,7 +137,7 @@ def tile_limit(typingctx, a):
         return None
 
     def codegen(context, builder, sig, args):
-        return context.get_constant(types.intp, TILE_WORK[_avx512(context)])
+        return context.get_constant(types.intp, TILE_WORK[avx512(context)])
 
     return types.intp(a), codegen
 
@@ -221,7 +217,7 @@ def _product(context, builder, sig, args, bt: bool):
         builder.module, ir.FunctionType(vec, [vec] * 3), f"llvm.fma.{_kind(real)}")
     splat = ir.Constant(ir.VectorType(ir.IntType(32), TILE_COLS), [0] * TILE_COLS)
     zeros = ir.Constant(vec, [0.0] * TILE_COLS)
-    height, wide = block_shape(_avx512(context), real)
+    height, wide = block_shape(avx512(context), real)
     # a @ b^T: each panel of b^T (b's rows j.., the chunk's columns k0..k1) is copied
     # transposed into this buffer first, so the blocks read it as they read b in a @ b
     packed = cgutils.alloca_once(builder, real, size=DEPTH * wide * TILE_COLS) if bt else None
