@@ -68,8 +68,8 @@ def test_products_match_numpy(dtype, t):
                 assert err <= bound, (n, K, m, err, bound)
                 tiled += _tiled(n, K, m, t, dtype)
     assert tiled > 100          # the sweep exercises the tiles, not only BLAS
-    # the kernel calls the tiles (which path a shape takes changes only speed: on AVX-512
-    # OpenBLAS even the bits agree, each output a chain of FMAs in k order)
+    # the kernel calls the tiles (on AVX-512 OpenBLAS even the bits agree, each output a
+    # chain of FMAs in k order; ONE_UNIT's dot products sum in another order)
     assert TILED[t][2] in library.source(dtype)
     if t == "":     # outputs of one column (m == 1 above, up to 32 rows) are dot products
         assert ONE_UNIT.strip("\n") in library.source(dtype)
@@ -112,6 +112,11 @@ def test_mismatched_shapes_are_refused(t):
     taller = np.ones((b.shape[0] + 1, b.shape[1]), np.float32)
     wider = np.ones((b.shape[0], b.shape[1] + 16), np.float32)
     for bad_b, out_shape in [(b, (5, 16)), (b, (4, 32)), (taller, (4, 16)), (wider, (4, 16))]:
+        with pytest.raises(ValueError, match="do not match"):
+            kernel(a, bad_b, np.empty(out_shape, np.float32))
+    a, b = _operands(t, 4, 3, 1, rng, np.float32)          # one column (ONE_UNIT for a @ b)
+    taller = np.ones((b.shape[0] + 1, b.shape[1]), np.float32)
+    for bad_b, out_shape in [(b, (5, 1)), (b, (4, 2)), (taller, (4, 1))]:
         with pytest.raises(ValueError, match="do not match"):
             kernel(a, bad_b, np.empty(out_shape, np.float32))
 

@@ -137,7 +137,10 @@ def test_epoch_loop_refuses_a_missing_step():
     # batches that do not fit the arrays are refused before any is gathered
     assert b._step != 0                      # compiled with the model: a real train_step
     for bad in (dict(last=2), dict(first=-1), dict(batch_size=0), dict(order=np.arange(3)),
-                dict(last=3, batch_size=2, losses=np.zeros(3))):
+                dict(last=3, batch_size=2, losses=np.zeros(3)),
+                # (last - 1) * batch_size would wrap to a small number
+                dict(first=2, last=3, batch_size=2**63 - 2**39, losses=np.zeros(3)),
+                dict(first=1, last=2, batch_size=2**62, losses=np.zeros(2))):
         with pytest.raises(IndexError, match="do not fit"):
             run(b._step, **bad)
     run(b._step, last=2, batch_size=2, losses=np.zeros(2))      # and batches that fit run
@@ -174,6 +177,59 @@ def test_rows_in_order_are_passed_uncopied_with_the_same_result():
         # the views are read, never written
         for a, a0 in ((X, X0), (y, y0), (W, W0)):
             np.testing.assert_array_equal(a, a0)
+
+
+def test_no_instruction_writes_the_input():
+    """Batches in order are views of the user's X: no op may write its input buffer (the
+    plan's instructions, in every pass, for ops that could be tempted to work in place)."""
+    import dataclasses
+    import graphnn as gn
+    from graphnn.compile.plan import lower
+    from graphnn.ops.losses import LOSSES
+    written = {"out", "gx", "colsum", "mask"}
+    checked = 0
+    x = gn.Input(6)
+    graphs = [gn.Model(x, gn.Dense(3)(gn.ReLU()(x))),
+              gn.Model(x, gn.Dense(3)(gn.Dropout(0.5)(x))),
+              gn.Model(x, gn.Softmax()(gn.Concatenate()([x, gn.Dense(4)(x)]))),
+              gn.Model(x, gn.Add()([x, gn.Dense(6, activation="tanh")(x)])),
+              gn.Model(x, gn.Sigmoid()(gn.Dense(1)(gn.Tanh()(x))))]
+    for graph in graphs:
+        for loss in ("mse", "cross_entropy", "binary_cross_entropy"):
+            try:
+                plan = lower(graph, LOSSES[loss])
+            except ValueError:
+                continue                         # e.g. a loss the output cannot take
+            assert plan.dlogits.kind != "input"
+            for step in plan.forward + plan.train_forward + plan.backward:
+                for f in dataclasses.fields(step) if dataclasses.is_dataclass(step) else ():
+                    buf = getattr(step, f.name)
+                    if f.name in written and buf is not None:
+                        assert buf.kind != "input", (type(step).__name__, f.name)
+                        checked += 1
+    assert checked > 50
+
+
+def test_narrow_paths_give_the_same_bits():
+    """colsum of fewer than 16 columns sums in registers, bias_act in place with one column
+    runs down it: the same numbers as rows added in order and as the general path."""
+    lib = library.library("float32")
+    rng = np.random.default_rng(5)
+    for k in (1, 3, 10, 15):
+        g = rng.standard_normal((33, k)).astype(np.float32)
+        out = np.zeros(k, np.float32)
+        lib.kernel("colsum")(out, g)
+        expect = np.zeros(k, np.float32)
+        for i in range(g.shape[0]):                  # rows added in order, in float32
+            expect = (expect + g[i]).astype(np.float32)
+        np.testing.assert_array_equal(out, expect)
+    z, b = rng.standard_normal((32, 1)).astype(np.float32) * 3, np.float32([0.25])
+    for act in ("tanh", "linear", "sigmoid", "relu"):
+        kernel = lib.kernel(f"bias_act_{act}")
+        apart, inplace = np.zeros_like(z), z.copy()
+        kernel(apart, z, b)                          # the general (not in place) path
+        kernel(inplace, inplace, b)                  # in place, one column
+        np.testing.assert_array_equal(inplace, apart)
 
 
 def test_stats_kernels_add_nothing_into_empty_stats():

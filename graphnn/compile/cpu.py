@@ -537,9 +537,10 @@ def train_step(kernels, params, grads, state, arena, x, y, w, lr, step, layout, 
                stats):
     \"\"\"One step of training on one batch: compute the gradients, apply them, add the
     batch's metric sums into stats.  Returns the batch's mean loss.  The library's epoch
-    loop (train_epoch_{targets}) gathers each batch and calls this at its address: compiled
-    without Python wrappers, it is all a new architecture compiles for training.
-    `key` seeds the dropout masks (a graph without dropout ignores it).\"\"\"
+    loop (train_epoch_{targets}) gathers each batch (or views it, in order) and calls this
+    at its address: compiled without Python wrappers, it is all a new architecture
+    compiles for training.  `key` seeds the dropout masks (a graph without dropout
+    ignores it).\"\"\"
     batch_stats = {self.kernel_ref(self.stats_kernel)}{rows}
     value = loss_and_grads(kernels, params, grads, arena, x, y, w, layout{drop}){lr}
     apply_update(params, grads, state, lr, step, hyper)

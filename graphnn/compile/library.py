@@ -12,7 +12,8 @@ What a new architecture compiles is only its glue (``cpu.py``): a short
 receives as first-class function values.  Numba calls them through their address,
 so their code is neither linked into the glue nor optimised again.  The loop over an
 epoch's batches is a library kernel too (``train_epoch_<targets>``): it gathers each
-batch and calls the architecture's ``train_step`` through its address.
+shuffled batch (a batch in order is passed as views of the data) and calls the
+architecture's ``train_step`` through its address.
 
 The scalar math (activations, softmax rows, losses, the dropout hash) is pasted in
 from ``graphnn/ops``, as the CUDA generator pastes it into device functions, so the two
@@ -239,6 +240,14 @@ def gather_weights(W, order, start, w):
     "train_epoch_{targets}": ("LivvvvmtvLiiiriivuvssLs", True, None),   # _epoch_source
 }
 
+# Kernels compiled with some of LLVM's fast-math freedoms (the result can differ in its last
+# bits from the strict form, always the same way on one machine).  "contract": multiply-adds
+# fused into FMAs; the activations' polynomials (float32 tanh, sigmoid, softplus, gelu) run a
+# quarter faster.  "reassoc": matmul's one-unit dot products (tiles.ONE_UNIT) sum in vector
+# lanes first, then across them.
+_FASTMATH = {"bias_act_{act}": {"contract"}, "act_{act}": {"contract"},
+             "act_grad_{act}": {"contract"}, "matmul": {"contract", "reassoc"}}
+
 # The targets of a loss: class labels (int64 vector) or values (a matrix like the output).
 TARGETS = ("labels", "values")
 
@@ -257,7 +266,8 @@ def step_signature(targets: str, dtype):
 
 
 def _epoch_source(targets: str) -> str:
-    """The epoch loop: gather each batch, then one call of the glue's train_step."""
+    """The epoch loop: each batch gathered (or, in order, viewed), then one call of the
+    glue's train_step."""
     if targets == "labels":
         gather_y = "y = vector(ybuf, 0, n)\n            gather_labels(Y, order, start, y)"
         batch_y = "vector(Y, start, n)"
@@ -269,11 +279,10 @@ def train_epoch_{targets}(kernels, step_fn, params, grads, state, arena, X, Y, W
                        last, batch_size, lr, step, seed, xbuf, ybuf, wbuf, losses, stats,
                        layout, hyper):
     """Batches first..last-1 of an epoch: gather each batch's rows (in the shuffled order)
-    into xbuf, ybuf and wbuf (a batch whose rows come in their own order, as without
-    shuffling, is passed as views of X, Y and W instead), and call the architecture's
-    train_step on them: it lives at
-    address step_fn (its glue, compiled once per architecture), and takes `kernels`,
-    `layout` and `hyper` along.  `step` counts the steps before this call, `seed` seeds
+    into xbuf, ybuf and wbuf, or view them in X, Y and W where they come in their own
+    order (without shuffling: no copy), and call the architecture's train_step on them:
+    it lives at address step_fn (its glue, compiled once per architecture), and takes
+    `kernels`, `layout` and `hyper` along.  `step` counts the steps before this call, `seed` seeds
     the dropout masks (dropout_key), W holds row weights (or is empty).  Each batch's mean
     loss goes to losses[b]; train_step adds the metric sums into stats.  Returns the sum of
     loss * rows."""
@@ -281,7 +290,7 @@ def train_epoch_{targets}(kernels, step_fn, params, grads, state, arena, X, Y, W
     rows, d = X.shape
     if (first < 0 or last > losses.size or batch_size <= 0 or order.size < rows
             or Y.shape[0] < rows or (W.size > 0 and W.size < rows)
-            or (first < last and (last - 1) * batch_size >= rows)):
+            or (first < last and last - 1 > (rows - 1) // batch_size)):   # no product: no wrap
         raise IndexError("graphnn: the epoch's batches do not fit its arrays")
     total = 0.0
     for b in range(first, last):
@@ -353,14 +362,6 @@ def _variants(key: str) -> list[dict]:
     if "{targets}" in key:
         return [{"targets": t} for t in TARGETS]
     return [{}]
-
-# Kernels compiled with some of LLVM's fast-math freedoms (the result can differ in its last
-# bits from the strict form, always the same way on one machine).  "contract": multiply-adds
-# fused into FMAs; the activations' polynomials (float32 tanh, sigmoid, softplus, gelu) run a
-# quarter faster.  "reassoc": matmul's one-unit dot products (tiles.ONE_UNIT) sum in vector
-# lanes first, then across them.
-_FASTMATH = {"bias_act_{act}": {"contract"}, "act_{act}": {"contract"},
-             "act_grad_{act}": {"contract"}, "matmul": {"contract", "reassoc"}}
 
 
 def kernel_names() -> list[str]:
@@ -534,13 +535,13 @@ class Library:
 @functools.lru_cache(maxsize=None)
 def fingerprint() -> str:
     """A hash of the code that defines the kernels' signatures and how the glue calls them
-    (this module and views.py) and the code of the tiles' intrinsic (tiles.py): cached glue
-    and library kernels are keyed by it."""
+    (this module and views.py) and the code of the intrinsics the kernels use (tiles.py,
+    vectors.py): cached glue and library kernels are keyed by it."""
     import hashlib
     from pathlib import Path
     h = hashlib.sha256()
-    for path in (Path(__file__), Path(__file__).with_name("views.py"),
-                 Path(__file__).with_name("tiles.py")):
+    for name in ("library.py", "views.py", "tiles.py", "vectors.py"):
+        path = Path(__file__).with_name(name)
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
 

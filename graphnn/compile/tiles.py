@@ -26,11 +26,17 @@ against OpenBLAS's 77-82 with its AVX-512 kernels, and (32x784)^T @ 32x128 40-43
 
 A product whose output width is not a multiple of ``TILE_COLS`` (an output layer of 10
 classes), whose batch is larger than ``TILE_BATCH`` or which has more multiply-adds than
-``tile_limit`` goes to BLAS (its packing pays for big products, and it can use threads).
+``tile_limit`` goes to BLAS (its packing pays for big products, and it can use threads);
+``a @ b`` with one output column and a batch of at most ``TILE_BATCH`` is a plain loop
+(``ONE_UNIT``).
 The last block of a batch repeats its last row where the rows run out (the same numbers,
 stored twice), so any batch size runs the same loop.  The sum over k runs in the order
 0, 1, ..., K-1 for every output (chunks resume the same chain of FMAs), so a result
-depends only on the shapes, never on timing or threads.
+depends only on the shapes, never on timing or threads.  Which path a product takes
+depends on the shapes too, and the paths sum in different orders: the tiles give
+OpenBLAS's bits here for ``a @ b`` and ``a^T @ b``, ``ONE_UNIT`` does not, so a one-unit
+output of a batch of 32 rows can differ in its last bit from the same rows predicted in
+a chunk of 1024.
 
 ``a @ b^T`` (``dz @ W^T`` in the backward pass) has no operand contiguous along an output
 axis.  ``tile_bt`` first copies each panel of ``b^T`` into a buffer on the stack, 16 x 16
@@ -376,6 +382,9 @@ ONE_UNIT = f"""
         return"""
 
 
+ONE_UNIT_DOC = "  One output column (at most\n    32 rows): a dot product per row (ONE_UNIT)."
+
+
 def tile_source(t: str) -> str:
     """The kernel ``matmul{t}`` (t in TILED): tiles for small batches, else BLAS."""
     product, batch, call, operands, a_shape, b_shape = TILED[t]
@@ -385,8 +394,7 @@ def tile_source(t: str) -> str:
         f"    multiple of {TILE_COLS} and at most tile_limit(a) multiply-adds: blocks in vector",
         "    registers (graphnn/compile/tiles.py); otherwise BLAS (transposes as flags, no",
         "    copy).  out must not overlap a or b (the generated code never passes such",
-        '    buffers: a product writes a block of its own).' + (
-            "  One output column: a dot\n    product per row (ONE_UNIT)." if t == "" else "")
+        '    buffers: a product writes a block of its own).' + (ONE_UNIT_DOC if t == "" else "")
         + '"""',
         "    n, m = out.shape",
         f"    K = a.shape[{a_shape.split(', ').index('K')}]",

@@ -9,6 +9,7 @@ check (the view must lie inside ``flat``: an ``IndexError`` otherwise, never a r
 its end, and no product of sizes that could wrap).  ``view``/``vector`` take the place
 and shape as numbers; ``matrix``, ``vec`` and ``block`` read them from the glue's
 ``layout`` array (checked reads), and ``at`` reads one number of ``layout`` or ``hyper``.
+``rows_view`` views rows of a 2-D array: the epoch loop's batch whose rows come in order.
 The view shares ``flat``'s memory and *borrows* it: it holds no reference (no
 meminfo), so making and dropping views costs no atomic reference counting, which
 cost the tiny MLP about 4 µs of its step.  The contract: a view must not outlive the
