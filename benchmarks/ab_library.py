@@ -14,9 +14,11 @@ ratios with its quartiles.
 Only the library differs: the glue, the scheduler and every other module are this
 tree's.  The other library's kernels must take the glue's calling convention (the same
 kernel names and signatures; the probe stops if a kernel is missing), and its stats
-kernels may need a stats array of 3, so its side always asks for a metric.  The other
-library's source is generated in a child process with ``OTHER_TREE`` first on
-``sys.path``; it is Python code from that tree, so point it only at a checkout you trust.
+kernels may need a stats array of 3, so its side always asks for a metric.  The tile
+intrinsics the other library imports are this tree's too.  The other library's source is
+generated in a child process with ``OTHER_TREE`` first on ``sys.path``, and that module
+is then executed in this process (and written to the compile cache): it is Python code
+from that tree, so point the probe only at a checkout you trust.
 """
 from __future__ import annotations
 
@@ -36,11 +38,12 @@ NETS = {"tiny": (2, (32, 32), 1, "tanh", "mse", 32),
         "mnist128": (784, (256, 128), 10, "relu", "cross_entropy", 128)}
 CHILD = """
 import sys
+import os
 root = sys.argv[1]
 sys.path.insert(0, root)
 import numpy as np
 from graphnn.compile import library
-assert library.__file__.startswith(root), library.__file__
+assert library.__file__.startswith(root + os.sep), library.__file__
 sys.stdout.write(library.source(np.float32))
 """
 
@@ -55,26 +58,34 @@ def other_source(tree: Path) -> str:
 
 
 def compile_pair(gn, library, spec, other: str) -> dict:
-    """The same architecture compiled against this tree's library and the other one."""
+    """The same architecture compiled against this tree's library and the other one (a
+    float32 module's text).  Afterwards, even after an error, ``library.source`` and the
+    process's libraries are what they were."""
     d, hidden, out, act, loss, _ = spec
     ours = library.source
+    saved = dict(library._libraries)
     nets = {}
-    for side in ("this", "other"):
-        def source(dtype, cached=False, _side=side):
-            if _side == "this":
-                return ours(dtype, cached)
-            return other.replace("@njit(cache=False", f"@njit(cache={cached}")
-        library.source = source
-        library._libraries.clear()            # the next model builds its library anew
-        try:
+    try:
+        for side in ("this", "other"):
+            def source(dtype, cached=False, _side=side):
+                if _side == "this":
+                    return ours(dtype, cached)
+                assert str(dtype) == "float32", "the other library is float32 only"
+                return other.replace("@njit(cache=False", f"@njit(cache={cached}")
+            library.source = source
+            library._libraries.clear()            # the next model builds its library anew
             model = gn.Sequential([gn.Dense(h, activation=act) for h in hidden]
                                   + [gn.Dense(out)], input_dim=d)
             metrics = (["mse"] if loss == "mse" else None) if side == "other" else None
+            # (a first run's compile helper builds this tree's kernels, whichever side: it
+            # wastes setup time on the other side's, never changes what either runs)
             nets[side] = model.compile(loss=loss, optimizer=gn.SGD(0.01), seed=0,
                                        metrics=metrics)
-        finally:
-            library.source = ours
-    library._libraries.clear()
+    finally:
+        library.source = ours
+        with library._libraries_lock:
+            library._libraries.clear()
+            library._libraries.update(saved)
     return nets
 
 
@@ -82,9 +93,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("other", type=Path, help="another graphnn checkout (its library is B)")
     ap.add_argument("--net", choices=sorted(NETS), default="tiny")
-    ap.add_argument("--rounds", type=int, default=30)
+    ap.add_argument("--rounds", type=int, default=30, help="at least 2 (default 30)")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
+    if args.rounds < 2:
+        ap.error("--rounds must be at least 2 (the quartiles need two ratios)")
     os.environ["OPENBLAS_NUM_THREADS"] = str(args.threads)
     other = other_source(args.other)
     sys.path.insert(0, str(REPO))
@@ -103,8 +116,9 @@ def main():
     for net in nets.values():
         net.fit(X[:batch * 4], y[:batch * 4], epochs=1, batch_size=batch, shuffle=False)
     times = {side: [] for side in nets}
-    for _ in range(args.rounds):
-        for side, net in nets.items():
+    for r in range(args.rounds):
+        for side in (("this", "other") if r % 2 == 0 else ("other", "this")):
+            net = nets[side]
             t = time.perf_counter()
             net.fit(X, y, epochs=1, batch_size=batch, shuffle=False)
             times[side].append((time.perf_counter() - t) / (rows // batch) * 1e6)
