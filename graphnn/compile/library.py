@@ -282,10 +282,10 @@ def train_epoch_{targets}(kernels, step_fn, params, grads, state, arena, X, Y, W
     into xbuf, ybuf and wbuf, or view them in X, Y and W where they come in their own
     order (without shuffling: no copy), and call the architecture's train_step on them:
     it lives at address step_fn (its glue, compiled once per architecture), and takes
-    `kernels`, `layout` and `hyper` along.  `step` counts the steps before this call, `seed` seeds
-    the dropout masks (dropout_key), W holds row weights (or is empty).  Each batch's mean
-    loss goes to losses[b]; train_step adds the metric sums into stats.  Returns the sum of
-    loss * rows."""
+    `kernels`, `layout` and `hyper` along.  `step` counts the steps before this call,
+    `seed` seeds the dropout masks (dropout_key), W holds row weights (or is empty).  Each
+    batch's mean loss goes to losses[b]; train_step adds the metric sums into stats.
+    Returns the sum of loss * rows."""
     train_step = step_function(step_fn, real, "{targets}")
     rows, d = X.shape
     if (first < 0 or last > losses.size or batch_size <= 0 or order.size < rows

@@ -380,9 +380,8 @@ ONE_UNIT = f"""
                 total += a[i, k] * b[k, 0]
             out[i, 0] = total
         return"""
-
-
-ONE_UNIT_DOC = "  One output column (at most\n    32 rows): a dot product per row (ONE_UNIT)."
+ONE_UNIT_DOC = (f"  One output column (at most\n    {TILE_BATCH} rows): a dot product per row "
+                "(ONE_UNIT).")
 
 
 def tile_source(t: str) -> str:
