@@ -88,6 +88,46 @@ def test_kernel_addresses_are_checked():
             _colsum(addresses, index, out, g)
 
 
+
+@njit
+def _matmul(addresses, a, b, out):
+    f = kernel(addresses, 0, "matmul", np.float64)
+    f(a, b, out)
+
+
+def test_kernel_calls_propagate_errors_and_refuse_null():
+    """A kernel called through its address raises into its caller as it would from Python
+    (Numba's calling convention), and an address of 0 is an IndexError, never a call."""
+    lib = library.library("float64")
+    addresses = np.array([lib.address("matmul")], np.int64)
+    a, b, out = np.ones((2, 3)), np.ones((3, 4)), np.zeros((2, 4))
+    _matmul(addresses, a, b, out)
+    np.testing.assert_array_equal(out, np.full((2, 4), 3.0))
+    with pytest.raises(ValueError, match="do not match"):
+        _matmul(addresses, a, np.ones((2, 4)), out)
+    with pytest.raises(IndexError, match="no such kernel"):
+        _matmul(np.zeros(1, np.int64), a, b, out)
+
+
+def test_train_step_calls_kernels_directly(monkeypatch):
+    """train_step's compiled code calls the kernels at their addresses and nothing else:
+    no call site carries Numba's first-class-function fallback through the Python C API
+    (it was a quarter of what a new architecture compiled).  Compiled in memory, and of a
+    structure no other test builds, so its IR is at hand (code loaded from the disk cache
+    has none)."""
+    import graphnn as gn
+    monkeypatch.setenv("GRAPHNN_NO_CACHE", "1")
+    net = gn.Sequential([gn.Dense(8, activation="gelu"), gn.Dense(5, activation="sigmoid"),
+                         gn.Dense(3, activation="softplus")], input_dim=4).compile(
+        loss="mse", optimizer=gn.SGD(0.1), dtype="float64")
+    net.fit(np.zeros((8, 4)), np.zeros((8, 3)), epochs=1, batch_size=4)
+    step = net.backend.glue["train_step"]
+    (overload,) = step.overloads.values()
+    code = overload.library.get_llvm_str()
+    assert "train_step" in code
+    for api in ("numba_gil_ensure", "PyImport_ImportModule", "PyObject_CallFunctionObjArgs"):
+        assert api not in code
+
 @njit
 def _at(array, index):
     return at(array, index)

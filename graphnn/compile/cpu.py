@@ -4,9 +4,9 @@ Every loop graphnn runs on the CPU is a shape-free kernel of ``library.py``, com
 once per machine (on first use, then cached).  What is generated per architecture is
 glue: views into the parameter buffer and the arena, and one kernel call per
 instruction of ``graphnn.ir`` (each emitted by one function below, ``EMIT``), gathered
-into one ``train_step``.  The glue gets the kernels as first-class function values, and
-the library's epoch loop gets ``train_step`` the same way, so a new architecture
-compiles only ``train_step`` instead of every loop again.  ``net.source()`` is the
+into one ``train_step``.  The glue calls the kernels at their addresses
+(``views.kernel``), and the library's epoch loop calls ``train_step`` the same way, so a
+new architecture compiles only ``train_step`` instead of every loop again.  ``net.source()`` is the
 glue; ``net.library_source()`` the library.
 """
 from __future__ import annotations
@@ -328,8 +328,8 @@ class CpuModule:
         w("Every loop is a kernel of graphnn's library (graphnn/compile/library.py; the")
         w("model's library_source() shows it), compiled once per machine for any shape,")
         w("and so is the loop over an epoch's batches, which calls train_step below.")
-        w("`kernels` holds their addresses; kernel() makes each a first-class function, so")
-        w("Numba calls it there and only train_step compiles for a new architecture.")
+        w("`kernels` holds their addresses; kernel() makes each a value that calls it there,")
+        w("so only train_step compiles for a new architecture.")
         w()
         w("No size, name or hyperparameter is written here: every model of this structure,")
         w("whatever its widths, runs this code.  The numbers come at run time in two arrays")

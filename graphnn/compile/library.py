@@ -8,9 +8,9 @@ compiled the first time a model needs it, for one explicit signature, and kept i
 compile cache: a machine compiles each kernel once.
 
 What a new architecture compiles is only its glue (``cpu.py``): a short
-``train_step`` that makes views into the arena and calls these kernels, which it
-receives as first-class function values.  Numba calls them through their address,
-so their code is neither linked into the glue nor optimised again.  The loop over an
+``train_step`` that makes views into the arena and calls these kernels at their
+addresses (``views.kernel``: a direct call, typed by the kernel's signature), so
+their code is neither linked into the glue nor optimised again.  The loop over an
 epoch's batches is a library kernel too (``train_epoch_<targets>``): it gathers each
 shuffled batch (a batch in order is passed as views of the data) and calls the
 architecture's ``train_step`` through its address.
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import threading
-import warnings
 
 import numpy as np
 
@@ -558,16 +557,8 @@ def compile_once(dispatcher, args: tuple):
     args = tuple(args)
     with _compile_lock:
         if args not in dispatcher.overloads:
-            with warnings.catch_warnings():     # first-class functions are "experimental":
-                warnings.filterwarnings(         # graphnn relies on them and tests them
-                    "ignore", category=_experimental_warning())
-                dispatcher.compile(args)
+            dispatcher.compile(args)
         dispatcher.disable_compile()
-
-
-def _experimental_warning():
-    from numba.core.errors import NumbaExperimentalFeatureWarning
-    return NumbaExperimentalFeatureWarning
 
 
 _libraries: dict[str, Library] = {}

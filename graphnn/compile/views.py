@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from numba import types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, lower_builtin, models, register_model
 from numba.np.arrayobj import make_array, populate_array
 
 OUTSIDE = "graphnn: a layout or hyper index is outside"     # a checked read's error
@@ -131,52 +131,90 @@ def _check(flat, start, size, *dims):
         raise IndexError("graphnn: a view would leave its buffer")
 
 
+class Code(types.Callable):
+    """Compiled code at a run-time address, typed by its one signature: a library kernel
+    (``kernel``) or the glue's ``train_step`` (``step_function``).
+
+    A call goes straight to the address with Numba's calling convention, so the callee's
+    exceptions propagate.  Numba's own first-class function values (``FunctionType``)
+    would do the same, but every call site also carries a fallback that fetches the
+    address through the Python C API when it is null: a quarter of the IR a new
+    architecture's ``train_step`` compiled.  These addresses are never null (checked
+    where the value is made)."""
+
+    def __init__(self, sig):
+        self.sig = sig
+        super().__init__(name=f"Code({sig})")
+
+    def get_call_type(self, context, args, kws):
+        if kws or tuple(map(types.unliteral, args)) != tuple(self.sig.args):
+            return None
+        return self.sig.replace(recvr=self)     # the call's lowering gets this value first
+
+    def get_call_signatures(self):
+        return [self.sig], False
+
+    def get_impl_key(self, sig):
+        return Code
+
+
+register_model(Code)(models.OpaqueModel)
+
+
+@lower_builtin(Code, Code, types.VarArg(types.Any))
+def _call_code(context, builder, sig, args):
+    code_type, address, args = sig.args[0], args[0], args[1:]
+    callee = code_type.sig
+    pointer = builder.bitcast(address, context.call_conv.get_function_type(
+        callee.return_type, callee.args).as_pointer())
+    status, result = context.call_conv.call_function(builder, pointer, callee.return_type,
+                                                     callee.args, args)
+    with cgutils.if_unlikely(builder, status.is_error):
+        context.call_conv.return_status_propagate(builder, status)
+    return result
+
+
+def _code(context, builder, address, message):
+    """The ``Code`` value of ``address`` (int64), or an ``IndexError`` if it is null."""
+    with cgutils.if_unlikely(builder, cgutils.is_null(builder, address)):
+        context.call_conv.return_user_exc(builder, IndexError, (message,))
+    return builder.inttoptr(address, context.get_value_type(types.voidptr))
+
+
 @intrinsic
 def kernel(typingctx, addresses, index, name, real):
-    """Library kernel ``name`` (a string literal) in dtype ``real``, as a first-class function
-    value, from its address: ``addresses[index]`` holds the address of its compiled code
-    (Numba's calling convention, so its exceptions propagate).  An array of addresses is
-    what the glue takes, instead of a tuple of dispatchers that Numba would have to type
-    and convert on every call (about 0.1 ms per kernel)."""
+    """Library kernel ``name`` (a string literal) in dtype ``real``, as a ``Code`` value,
+    from its address: ``addresses[index]`` holds the address of its compiled code.  An
+    array of addresses is what the glue takes, instead of a tuple of dispatchers that
+    Numba would have to type and convert on every call (about 0.1 ms per kernel)."""
     from . import library
     if not (isinstance(name, types.StringLiteral) and isinstance(real, types.NumberClass)
             and _flat(addresses) and addresses.dtype == types.int64):
         return None
-    dtype = str(real.instance_type)
-    out_type = types.FunctionType(library.signature(name.literal_value, dtype))
+    out_type = Code(library.signature(name.literal_value, str(real.instance_type)))
 
     def codegen(context, builder, sig, args):
-        addresses_v, index_v = args[0], args[1]
-        (address,) = _items(context, builder, sig.args[0], addresses_v, index_v, 1,
-                            "graphnn: no such kernel address")
-        value = cgutils.create_struct_proxy(out_type)(context, builder)
-        voidptr = context.get_value_type(types.voidptr)
-        value.jit_addr = builder.inttoptr(address, voidptr)
-        return value._getvalue()
+        message = "graphnn: no such kernel address"
+        (address,) = _items(context, builder, sig.args[0], args[0], args[1], 1, message)
+        return _code(context, builder, address, message)
     return out_type(addresses, types.intp, name, real), codegen
 
 
 @intrinsic
 def step_function(typingctx, address, real, targets):
     """The glue's ``train_step`` at ``address`` (int64, never 0: an ``IndexError``
-    otherwise), as a first-class function value typed by ``library.step_signature``:
-    the library's epoch loop calls it for every batch."""
+    otherwise), as a ``Code`` value typed by ``library.step_signature``: the library's
+    epoch loop calls it for every batch."""
     from . import library
     if not (isinstance(targets, types.StringLiteral) and isinstance(real, types.NumberClass)
             and isinstance(address, types.Integer)
             and targets.literal_value in library.TARGETS):
         return None
-    out_type = types.FunctionType(library.step_signature(targets.literal_value,
-                                                         str(real.instance_type)))
+    out_type = Code(library.step_signature(targets.literal_value, str(real.instance_type)))
 
     def codegen(context, builder, sig, args):
         address_v = context.cast(builder, args[0], sig.args[0], types.int64)
-        with cgutils.if_unlikely(builder, cgutils.is_null(builder, address_v)):
-            context.call_conv.return_user_exc(builder, IndexError,
-                                              ("graphnn: no train_step address",))
-        value = cgutils.create_struct_proxy(out_type)(context, builder)
-        value.jit_addr = builder.inttoptr(address_v, context.get_value_type(types.voidptr))
-        return value._getvalue()
+        return _code(context, builder, address_v, "graphnn: no train_step address")
     return out_type(address, real, targets), codegen
 
 
