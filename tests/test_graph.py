@@ -129,7 +129,7 @@ def test_summary_and_source(small_classifier):
     compile(src, "<generated>", "exec")          # the shown source is valid Python
     lib = small_classifier.library_source()     # the kernels the glue names, with their math
     for needle in ("def matmul(", "def matmul_at(", "def bias_act_tanh(", "def cross_entropy_row(",
-                   "def loss_cross_entropy("):
+                   "def loss_cross_entropy(", "def apply_update(", "def sgd_update("):
         assert needle in lib
     compile(lib, "<library>", "exec")
 

@@ -177,11 +177,12 @@ def _finish(proc):
 
 
 def _glue_files(folder) -> list:
-    """The generated glue modules in a cache folder (beside them: one kernel library)."""
+    """The generated glue modules in a cache folder (beside them: one kernel library and
+    one optimizer update module)."""
     modules = sorted(folder.glob("gn_*.py"))
-    library = [p for p in modules if p.read_text().startswith('"""graphnn kernel library')]
-    assert len(library) == 1, modules
-    return [p for p in modules if p not in library]
+    for shared in ('"""graphnn kernel library', '"""graphnn update'):
+        assert len([p for p in modules if p.read_text().startswith(shared)]) == 1, modules
+    return [p for p in modules if p.read_text().startswith('"""graphnn glue')]
 
 
 @pytest.mark.parametrize("cached", [True, False], ids=["cache", "no-cache"])

@@ -335,9 +335,10 @@ def test_no_compiled_glue_returns_a_view():
     net.fit(X, y, epochs=1, batch_size=4)
     _, grads = net.loss_and_grads(X, y)
     net.apply_gradients(grads)
-    compiled = [(name, d) for ns in (net.backend.glue, net.backend.library.namespace)
+    compiled = [(name, d) for ns in (net.backend.glue, net.backend.library.namespace,
+                                     net.backend.updater.namespace)
                 for name, d in ns.items() if getattr(d, "overloads", None)]
-    assert {"train_step", "loss_and_grads", "update", "train_epoch_labels"} <= {
+    assert {"train_step", "loss_and_grads", "apply_update", "train_epoch_labels"} <= {
         n for n, _ in compiled}
     def holds_array(t):
         return isinstance(t, numba.types.Array) or any(

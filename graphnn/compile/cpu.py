@@ -18,7 +18,7 @@ import numba
 import numpy as np
 
 from .. import ir
-from . import cache, library, views, warm
+from . import cache, library, update, views, warm
 from .codegen import INLINE_JIT, NUMERIC_CONSTANTS, Writer
 from .plan import Plan, structural_kind
 
@@ -27,10 +27,10 @@ from .plan import Plan, structural_kind
 #           library's epoch loop (library.py, train_epoch_<targets>) calls it at its
 #           address for every batch, so it is compiled without the wrappers that let
 #           Python or C call it (they would cost a new architecture a tenth of a second);
-#   KERNEL  compiled on its own, on first use, and cached: update (Python calls it for
-#           apply_gradients) and loss_and_grads (a data-parallel trainer calls it);
+#   KERNEL  compiled on its own, on first use, and cached: loss_and_grads (a data-parallel
+#           trainer calls it);
 #   INLINE  pasted into the caller by Numba before typing: forward, backward,
-#           loss_and_grads, apply_update and the small scalar functions;
+#           loss_and_grads and the small scalar functions;
 #   PYTHON  plain Python around kernel calls, run once per batch of rows: predict,
 #           evaluate (they run forward as plain Python too).
 STEP, KERNEL, INLINE, PYTHON = "step", "kernel", "inline", "python"
@@ -192,7 +192,10 @@ class CpuModule:
         self._slots: dict = {}
         self._vars, self._about = self._variables()
         self.loss_kernel, self.stats_kernel = f"loss_{plan.loss.name}", f"stats_{plan.loss.name}"
-        self.kernels: list[str] = kernels_of(plan)     # the order of the `kernels` array
+        # the order of the `kernels` array: the library's, then the optimizer's update
+        self.kernels: list[str] = kernels_of(plan) + [update.NAME]
+        for k, v in optimizer.hyper().items():    # first: update.py reads hyper[0 .. k-1]
+            self.real_slot(v, f"optimizer: {k}")
 
     # -- names and run-time numbers ------------------------------------------------------
     def _variables(self) -> tuple[dict, dict]:
@@ -414,23 +417,6 @@ class CpuModule:
             self._steps(p.backward)
         w()
         w()
-        w("# " + "-" * 30 + " parameter update " + "-" * 30)
-        w()
-        opt = self.optimizer
-        self._function(opt.source(generic=True), INLINE)
-        hyper = opt.hyper()
-        loads = "".join(f"\n    {k} = real(at(hyper, {self.real_slot(v, f'optimizer: {k}')}))"
-                        for k, v in hyper.items())
-        args = "".join(f", {k}" for k in hyper)
-        self._function(f"""
-def apply_update(params, grads, state, lr, step, hyper):
-    \"\"\"{type(opt).__name__} on the whole flat parameter buffer at once.\"\"\"{loads}
-    for i in range(params.size):
-        {opt.name}_update(i, params, grads, state, lr, step{args})""".strip("\n"), INLINE)
-        self._function("""
-def update(params, grads, state, lr, step, hyper):
-    \"\"\"apply_update() on its own, for Python (apply_gradients, data-parallel training).\"\"\"
-    apply_update(params, grads, state, lr, step, hyper)""".strip("\n"))
         dz = self._block(p.dlogits.name)
         keydoc = ("; key seeds the dropout masks, row0 + i numbers row i" if p.dropout else "")
         w("# " + "-" * 30 + " training " + "-" * 30)
@@ -540,8 +526,10 @@ def train_step(kernels, params, grads, state, arena, x, y, w, lr, step, layout, 
     loop (train_epoch_{targets}) gathers each batch (or views it, in order) and calls this
     at its address: compiled without Python wrappers, it is all a new architecture
     compiles for training.  `key` seeds the dropout masks (a graph without dropout
-    ignores it).\"\"\"
-    batch_stats = {self.kernel_ref(self.stats_kernel)}{rows}
+    ignores it).  apply_update is the optimizer's update, shared by every architecture
+    (graphnn/compile/update.py; library_source() shows it).\"\"\"
+    batch_stats = {self.kernel_ref(self.stats_kernel)}
+    apply_update = {self.kernel_ref(update.NAME)}{rows}
     value = loss_and_grads(kernels, params, grads, arena, x, y, w, layout{drop}){lr}
     apply_update(params, grads, state, lr, step, hyper)
     batch_stats({z}, y, stats)
@@ -552,11 +540,13 @@ class CpuBackend:
     """The CPU backend as the model sees it (``compile/cuda/backend.py`` offers the same methods).
 
     Arrays live in host memory, so ``to_device``/``to_host`` are the identity.  The
-    kernel methods call the library's epoch loop (which calls the glue's ``train_step``)
-    or the generated glue (``update`` and ``loss_and_grads`` njit when first called,
-    ``predict``/``evaluate`` Python around kernel calls) with the library kernels and this
-    model's ``layout`` and ``hyper`` arrays added: the glue is shared by every model of
-    the same structure, the library by every model of the same dtype.
+    kernel methods call the library's epoch loop (which calls the glue's ``train_step``),
+    the optimizer's ``apply_update`` (``update.py``) or the generated glue
+    (``loss_and_grads`` njit when first called, ``predict``/``evaluate`` Python around
+    kernel calls) with the library kernels and this model's ``layout`` and ``hyper``
+    arrays added: the glue is shared by every model of the same structure, the update by
+    every model of the same optimizer variant, the library by every model of the same
+    dtype.
     """
 
     device = "cpu"
@@ -565,6 +555,7 @@ class CpuBackend:
         self.plan = plan
         self.dtype = np.dtype(dtype)
         self.library = library.library(self.dtype)
+        self.updater = update.Update(optimizer, self.dtype)
         built = {}
 
         def generate(cached: bool) -> str:   # Numba's cache= depends on the folder's state
@@ -577,8 +568,8 @@ class CpuBackend:
         module, self.use_cache = built["module"], built["cached"]
         self.layout = np.array(module.ints, np.int64)
         self.hyper = np.array(module.reals, np.float64)
-        self.python = _as_python(self.glue, self.library)     # predict, evaluate
-        self.kernel_names = tuple(module.kernels)
+        self.python = _as_python(self.glue, self._dispatcher)     # predict, evaluate
+        self.kernel_names = tuple(module.kernels)      # the library's, then update.NAME
         self.stats_kernel = module.stats_kernel
         self.targets = "labels" if plan.loss.targets == "labels" else "values"
         self.epoch_kernel = f"train_epoch_{self.targets}"     # the library's epoch loop
@@ -588,15 +579,22 @@ class CpuBackend:
 
     @property
     def library_source(self) -> str:
-        return self.library.source
+        """The kernel library, then the optimizer's update module."""
+        return (self.library.source + "\n\n# " + "-" * 20 + " graphnn/compile/update.py: "
+                "the optimizer's update " + "-" * 20 + "\n\n" + self.updater.source)
+
+    def _dispatcher(self, name: str):
+        """Library kernel ``name``, or the optimizer's ``apply_update``, compiled."""
+        return self.updater.kernel() if name == update.NAME else self.library.kernel(name)
 
     @property
     def kernels(self) -> np.ndarray:
-        """The addresses of the library kernels the glue calls, in its order (each
-        compiled, or loaded from the cache, on first use)."""
+        """The addresses of the kernels the glue calls, in its order (each compiled, or
+        loaded from the cache, on first use)."""
         if self._kernels is None:
-            self._kernels = np.array([self.library.address(k) for k in self.kernel_names],
-                                     np.int64)
+            self._kernels = np.array(
+                [self.updater.address() if k == update.NAME else self.library.address(k)
+                 for k in self.kernel_names], np.int64)
         return self._kernels
 
     def train_epoch(self, params, grads, state, arena, X, Y, W, order, first, last, batch_size,
@@ -621,7 +619,7 @@ class CpuBackend:
         self.library.kernel(self.stats_kernel)(z, y, stats)
 
     def update(self, params, grads, state, lr, step):
-        return self.glue["update"](params, grads, state, lr, step, self.hyper)
+        return self.updater.kernel()(params, grads, state, lr, step, self.hyper)
 
     def loss_and_grads(self, params, grads, arena, x, y, w, key: int, row0: int = 0):
         """The generated loss_and_grads; `key` seeds the dropout masks and row i of x
@@ -636,12 +634,10 @@ class CpuBackend:
         return kernel(self.kernels, params, grads, arena, x, y, w, self.layout)
 
     def compile_step(self, params, grads, state, arena, x, y, w):
-        """Compile loss_and_grads and update for these arrays' types: a data-parallel
-        trainer calls them from Python (one process runs them inside train_step)."""
-        t, i64 = numba.typeof, numba.types.int64
+        """Compile loss_and_grads and load the update: a data-parallel trainer calls them
+        from Python (one process runs them inside train_step)."""
         self._compile_loss_and_grads(y)
-        self.glue["update"].compile((t(params), t(grads), t(state),
-                                     numba.from_dtype(self.dtype), i64, t(self.hyper)))
+        self.updater.kernel()
 
     def _compile_loss_and_grads(self, y):
         if self.glue["loss_and_grads"].overloads:
@@ -666,8 +662,12 @@ class CpuBackend:
         k = self.glue["train_step"]
         sig = self._signature(labels)
         glue = sig in k.overloads or (self.use_cache and cache.in_index(k, sig))
-        return glue and all(self.library.is_compiled(n)
-                            for n in self.kernel_names + (self.epoch_kernel,))
+        return glue and self.updater.is_compiled() and all(
+            self.library.is_compiled(n) for n in self._library_kernels())
+
+    def _library_kernels(self) -> tuple:
+        """The library kernels train_step and the epoch loop call."""
+        return tuple(n for n in self.kernel_names if n != update.NAME) + (self.epoch_kernel,)
 
     def _signature(self, labels: bool) -> tuple:
         """train_step's argument types (``library.step_signature``)."""
@@ -676,18 +676,18 @@ class CpuBackend:
     def compile(self, labels: bool):
         """Compile now, for exactly the argument types the model passes (no later recompiles).
 
-        The library kernels train_step calls compile (or load) first, then train_step,
-        which calls them through their addresses, then the library's epoch loop, which
-        calls train_step through its address.  On a machine's first run a helper process
-        (``warm.py``) compiles the epoch loop and the products meanwhile.  train_step then
-        refuses further compiles.  loss_and_grads() and update() compile (or load) on first
-        use.  Every call after the first for the same structure (any widths) finds them
-        compiled.
+        The library kernels train_step calls, and the optimizer's update, compile (or
+        load) first, then train_step, which calls them through their addresses, then the
+        library's epoch loop, which calls train_step through its address.  On a machine's
+        first run a helper process (``warm.py``) compiles the epoch loop and the products
+        meanwhile.  train_step then refuses further compiles.  loss_and_grads() compiles
+        (or loads) on first use.  Every call after the first for the same structure (any
+        widths) finds them compiled.
         """
         from numba.experimental.function_type import _get_jit_address
         if labels != (self.targets == "labels"):
             raise ValueError(f"this model's loss takes {self.targets} as targets")
-        needed = self.kernel_names + (self.epoch_kernel,)
+        needed = self._library_kernels()
         helper = warm.Helper.start(self.library, needed)    # None: all compile here
         sig = self._signature(labels)
         step = self.glue["train_step"]
@@ -695,6 +695,7 @@ class CpuBackend:
             for name in needed:
                 if helper is None or name not in helper.names:
                     self.library.kernel(name)
+            self.updater.kernel()
             library.compile_once(step, sig)  # needs the kernels' signatures, not their code
         finally:
             if helper is not None:
@@ -721,14 +722,14 @@ class CpuBackend:
 
 
 
-def _as_python(glue: dict, lib) -> dict:
+def _as_python(glue: dict, dispatcher) -> dict:
     """A copy of the glue module's namespace where each of its functions is its Python
     original, views are NumPy slices and ``kernel()`` gives the library kernel's
     dispatcher: what predict and evaluate run in (they cost no compile, and call the same
     compiled library kernels)."""
     python = dict(glue, view=views.python_view, vector=views.python_vector, at=views.python_at,
                   matrix=views.python_matrix, vec=views.python_vec, block=views.python_block,
-                  kernel=lambda addresses, index, name, real: lib.kernel(name))
+                  kernel=lambda addresses, index, name, real: dispatcher(name))
     for name, value in glue.items():
         f = getattr(value, "py_func", value)
         if isinstance(f, types.FunctionType) and f.__module__ == glue["__name__"]:

@@ -264,6 +264,19 @@ def step_signature(targets: str, dtype):
                          types.int64, sums)
 
 
+# The optimizer's update (``update.py``): not a kernel of this library, but the glue calls
+# it at its address like one, so its signature is defined here with the others.
+UPDATE = "apply_update"
+
+
+def update_signature(dtype):
+    """The signature of ``apply_update`` (params, grads, state, lr, step, hyper) -> none."""
+    from numba import from_dtype, types
+    real = from_dtype(np.dtype(dtype))
+    vec = types.Array(real, 1, "C")
+    return types.void(vec, vec, vec, real, types.int64, types.Array(types.float64, 1, "C"))
+
+
 def _epoch_source(targets: str) -> str:
     """The epoch loop: each batch gathered (or, in order, viewed), then one call of the
     glue's train_step."""
@@ -378,8 +391,11 @@ def _template(name: str) -> tuple[str, str, dict]:
 
 
 def signature(name: str, dtype):
-    """The one Numba signature kernel ``name`` is compiled for, in ``dtype``."""
+    """The one Numba signature kernel ``name`` is compiled for, in ``dtype`` (the
+    optimizer's ``apply_update`` included)."""
     from numba import from_dtype, types
+    if name == UPDATE:
+        return update_signature(dtype)
     mat = types.Array(from_dtype(np.dtype(dtype)), 2, "C")
     vec = types.Array(from_dtype(np.dtype(dtype)), 1, "C")
     key, kinds, fields = _template(name)
