@@ -10,6 +10,17 @@ INLINE_JIT = '@njit(inline="always", error_model="numpy")'
 NUMERIC_CONSTANTS = {"zero": 0.0, "one": 1.0, "two": 2.0, "half": 0.5}
 
 
+def preamble(w, dtype, views: str):
+    """The imports and constants a generated CPU module starts with: ``math``, NumPy,
+    ``njit``, the named ``graphnn.compile.views`` intrinsics, ``real`` (the module's dtype)
+    and ``NUMERIC_CONSTANTS`` in it."""
+    for line in ("import math", "", "import numpy as np", "from numba import njit", "",
+                 f"from graphnn.compile.views import {views}", "", f"real = np.{dtype.name}"):
+        w(line)
+    for k, v in NUMERIC_CONSTANTS.items():
+        w(f"{k} = real({v!r})")
+
+
 class Writer:
     """Lines of code with indentation."""
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import ir
 from . import cache, library, update, views, warm
-from .codegen import INLINE_JIT, NUMERIC_CONSTANTS, Writer
+from .codegen import INLINE_JIT, Writer, preamble
 from .plan import Plan, structural_kind
 
 # How the generated functions are compiled:
@@ -345,16 +345,7 @@ class CpuModule:
         w("width w = layout[k+1]: arena[c * cap:c * cap + n * w] as (n, w).  Each of these")
         w("(graphnn/compile/views.py) checks that it lies inside its buffer.")
         w('"""')
-        w("import math")
-        w()
-        w("import numpy as np")
-        w("from numba import njit")
-        w()
-        w("from graphnn.compile.views import at, block, kernel, matrix, vec, vector, view")
-        w()
-        w(f"real = np.{self.dtype.name}")
-        for k, v in NUMERIC_CONSTANTS.items():      # for the optimizer's and schedule's math
-            w(f"{k} = real({v!r})")
+        preamble(w, self.dtype, "at, block, kernel, matrix, vec, vector, view")
         w()
         w("# kernels[k], int64: the address of library kernel k's compiled code, whose")
         w("# signature follows (kernel() types the call by it).  The signatures and the")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import cache, library
-from .codegen import INLINE_JIT, NUMERIC_CONSTANTS, Writer
+from .codegen import INLINE_JIT, Writer, preamble
 
 NAME = library.UPDATE       # the kernel's name, in the glue's `kernels` list too
 
@@ -35,16 +35,7 @@ def source(optimizer, dtype, cached: bool = False) -> str:
     w("Written against graphnn's kernel library and views, fingerprint "
       f"{library.fingerprint()}.")
     w('"""')
-    w("import math")
-    w()
-    w("import numpy as np")
-    w("from numba import njit")
-    w()
-    w("from graphnn.compile.views import at")
-    w()
-    w(f"real = np.{dtype.name}")
-    for k, v in NUMERIC_CONSTANTS.items():
-        w(f"{k} = real({v!r})")
+    preamble(w, dtype, "at")
     w()
     w()
     w(INLINE_JIT)
