@@ -131,6 +131,18 @@ def _describe_data(run, data) -> str:
             f"{data.in_dim} feature{'s' if data.in_dim != 1 else ''}{std}")
 
 
+def _compiles_kernels(run) -> bool:
+    """Whether this machine has yet to compile graphnn's kernels for the run (its first run
+    on the CPU).  Only then is a background import worth it: the compile waits on LLVM and
+    on the helper process, without Python's GIL; a cached start holds the GIL throughout,
+    and an import beside it only slows it down."""
+    if run["device"] != "cpu":
+        return False
+    from .compile import library
+    lib = library.library(run["dtype"])
+    return not any(lib.is_compiled(f"train_epoch_{t}") for t in library.TARGETS)
+
+
 def cmd_train(args) -> int:
     import graphnn as gn
     _not_a_checkpoint(args, "train")
@@ -151,6 +163,9 @@ def cmd_train(args) -> int:
     run.check_model_memory(data.in_dim)
     if run["threads"]:
         gn.set_num_threads(run["threads"])
+    if root and _compiles_kernels(run):  # seconds, mostly without the GIL: matplotlib
+        from .plots import preload        # loads meanwhile, for the plots at the end
+        preload()
     try:
         net = run.compile(data.in_dim, verbose=1 if root else 0)
     except (ValueError, ImportError) as e:

@@ -6,12 +6,14 @@ no pyplot state), writes a PNG and returns its path.  Without matplotlib they ra
 that can do without plots catch it and print ``PlotsUnavailable.message``.
 
     plot_history(history, out_dir)            # loss.png, accuracy.png (train and val)
+    preload()                                 # import matplotlib in the background
     plot_fits(x, target, fits, path)          # curves against a target curve
     plot_decision_boundary(predict, X, y, path)
 """
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +42,22 @@ def _figure(width=6.4, height=4.0):
     fig = Figure(figsize=(width, height), dpi=100)
     FigureCanvasAgg(fig)
     return fig
+
+
+def preload() -> threading.Thread:
+    """Import matplotlib (and let it build its font cache, on a machine's first run) in a
+    background thread, so plots drawn later do not wait for it: about half a second,
+    which ``graphnn train`` overlaps with a machine's first compile (Python's GIL lets the
+    import run while the compile waits on LLVM or its helper process).  Any failure is
+    left for the plotting call to report (``PlotsUnavailable``)."""
+    def load():
+        try:
+            _figure()
+        except Exception:        # noqa: BLE001 - the plotting call reports it
+            pass
+    thread = threading.Thread(target=load, name="graphnn-plots-preload", daemon=True)
+    thread.start()
+    return thread
 
 
 def available() -> bool:

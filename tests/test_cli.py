@@ -631,3 +631,33 @@ def test_checkpoints_are_recognised_by_content(tmp_path):
     assert not cli.looks_like_checkpoint(tmp_path / "missing.toml")
     for path in RUNS.glob("*.toml"):
         assert not cli.looks_like_checkpoint(path), path
+
+
+def test_first_run_preloads_matplotlib_and_still_plots(trained, tmp_path, monkeypatch,
+                                                       capsys):
+    """On a machine's first run (no compiled kernels) matplotlib loads in a background
+    thread while the kernels compile, and the plots come out as always.  With the kernels
+    compiled, nothing is preloaded (a cached start holds the GIL throughout)."""
+    import graphnn.plots
+    run = load_run(None, [])
+    assert not cli._compiles_kernels(run)        # the `trained` run compiled them
+    code = ("from graphnn import cli, runfile; "
+            "print(cli._compiles_kernels(runfile.load_run(None, [])))")
+    env = dict(os.environ, GRAPHNN_CACHE_DIR=str(tmp_path / "empty"))
+    fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env=env, timeout=300)
+    assert fresh.stdout.strip() == "True", fresh.stderr    # an empty cache: a first run
+    started = []
+    real_preload = graphnn.plots.preload
+    monkeypatch.setattr(graphnn.plots, "preload", lambda: started.append(real_preload()))
+    code, out, err = run_cli(capsys, "train", "--out", tmp_path / "a", "--set", "epochs=2")
+    assert code == 0, err
+    assert started == []                         # compiled kernels: no preload
+    monkeypatch.setattr(cli, "_compiles_kernels", lambda run: True)
+    code, out, err = run_cli(capsys, "train", "--out", tmp_path / "b", "--set", "epochs=2")
+    assert code == 0, err
+    assert len(started) == 1
+    started[0].join(timeout=60)
+    assert not started[0].is_alive()
+    if has_matplotlib():
+        assert {p.name for p in (tmp_path / "b").glob("*.png")} == {"loss.png", "accuracy.png"}
