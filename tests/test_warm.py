@@ -35,6 +35,7 @@ def started(cls, lib, needed):
         helper.process.wait()
         helper = cls(subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"]), helper.names)
     report["names"] = list(helper.names) if helper else None
+    report["needed"] = list(needed)
     return helper
 def waited(self):
     report["ok"] = wait(self)
@@ -70,10 +71,10 @@ def _run(mode, tmp_path):
 @pytest.mark.skipif(warm._cores() < 2, reason="the helper runs only with two cores")
 def test_helper_compiles_its_share_and_changes_no_result(tmp_path):
     on, off, fails = (_run(mode, tmp_path) for mode in ("on", "off", "fails"))
-    assert on["names"] and all(n.startswith(warm.SHARE) for n in on["names"])
+    assert on["names"] and set(on["names"]) < set(on["needed"])   # a share, not all
     assert on["ok"] is True                     # it compiled its kernels into the cache,
     assert on["loaded"] == sorted(on["names"])  # and this process loaded them from there
-    assert "matmul" in on["names"] and "train_epoch_labels" in on["names"]
+    assert "train_epoch_labels" in on["names"]  # the heaviest: to the helper, first
     assert off.get("names") is None
     assert fails["names"] and fails["ok"] is False    # failed: this process compiled them
     assert fails["loaded"] == []
@@ -93,6 +94,22 @@ def test_helper_refuses_what_is_not_a_kernel(argv, tmp_path, monkeypatch):
     before = sorted(tmp_path.rglob("*"))
     assert warm.main([a.format(folder=tmp_path) for a in argv]) == 2
     assert sorted(tmp_path.rglob("*")) == before                # nothing written
+
+
+def test_share_balances_the_two_processes():
+    """The helper's share: the heaviest kernels first, each to the side that would finish
+    it sooner by COST, so the two finish close together; the saving is the difference."""
+    missing = ["matmul", "bias_act_relu", "bias_act_linear", "colsum", "matmul_at",
+               "matmul_bt", "act_grad_relu", "loss_cross_entropy", "stats_cross_entropy",
+               "train_epoch_labels"]                              # the digits run's kernels
+    share, saving = warm.plan(missing)
+    helper = warm.START + sum(warm.cost(n) for n in share)
+    here = warm.GLUE + sum(warm.cost(n) for n in missing if n not in share)
+    assert "train_epoch_labels" in share and "loss_cross_entropy" not in share
+    assert abs(helper - here) <= max(warm.cost(n) for n in missing)
+    assert saving == pytest.approx(warm.GLUE + sum(map(warm.cost, missing)) - max(helper, here))
+    assert list(share) == [n for n in missing if n in share]      # in the order needed
+    assert warm.plan([]) == ((), 0.0)
 
 
 def test_no_helper_without_a_cache_or_with_little_to_compile(monkeypatch):
@@ -139,8 +156,10 @@ def test_helper_starts_only_where_it_pays_and_is_safe(monkeypatch, tmp_path):
     few = ["matmul", "colsum", "add"]                              # MIN_MISSING - 1 missing
     assert len(few) == warm.MIN_MISSING - 1
     assert _started(monkeypatch, tmp_path, few) is None
-    assert _started(monkeypatch, tmp_path, few + ["softmax"]) is not None
-    assert _started(monkeypatch, tmp_path, ["colsum", "add", "softmax", "copy_cols"]) is None
+    assert _started(monkeypatch, tmp_path, few + ["train_epoch_labels"]) is not None
+    light = ["colsum", "add", "softmax", "copy_cols"]               # saves too little
+    assert warm.plan(light)[1] < warm.MIN_SAVING
+    assert _started(monkeypatch, tmp_path, light) is None
     monkeypatch.setenv("PMI_SIZE", "2")                            # an MPI rank
     assert _started(monkeypatch, tmp_path) is None
     monkeypatch.delenv("PMI_SIZE")
@@ -175,10 +194,11 @@ def test_helper_imports_nothing_from_its_folders(pythonpath, monkeypatch, tmp_pa
     monkeypatch.delenv(warm.IN_HELPER, raising=False)
     for var, _ in LAUNCHER_ENV:
         monkeypatch.delenv(var, raising=False)
-    command, kwargs = _started(monkeypatch, cache, ["matmul", "colsum", "add", "softmax"])
+    command, kwargs = _started(monkeypatch, cache,
+                               ["train_epoch_labels", "colsum", "add", "softmax"])
     assert kwargs["cwd"] == cache and kwargs["env"][warm.IN_HELPER] == "1"
     assert command[:3] == [sys.executable, "-c", warm.CHILD]
-    assert command[4:] == [str(cache), "float32", "matmul"]
+    assert command[4:] == [str(cache), "float32", "train_epoch_labels"]
     env = dict(kwargs["env"], GRAPHNN_CACHE_DIR=str(cache))
     assert all(os.path.isabs(p) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p)
     assert "" not in env.get("PYTHONPATH", "x").split(os.pathsep)
