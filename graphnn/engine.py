@@ -285,7 +285,8 @@ class Engine:
 
     def library_source(self) -> str:
         """The CPU kernel library the glue calls (one module per dtype, every loop of
-        graphnn in it, compiled once per machine); a GPU model has none."""
+        graphnn in it, compiled once per machine), followed by the optimizer's update
+        module (``compile/update.py``); a GPU model has none."""
         source = getattr(self.backend, "library_source", None)
         if source is None:
             raise ValueError("a GPU model's source() is its whole kernel module; only the "

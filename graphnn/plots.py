@@ -49,13 +49,15 @@ def preload() -> threading.Thread:
     background thread, so plots drawn later do not wait for it: about half a second,
     which ``graphnn train`` overlaps with a machine's first compile (Python's GIL lets the
     import run while the compile waits on LLVM or its helper process).  Any failure is
-    left for the plotting call to report (``PlotsUnavailable``)."""
+    left for the plotting call to report (``PlotsUnavailable``).  Not a daemon: a process
+    that ends early waits for the import, rather than stopping it while matplotlib
+    writes its font cache under a lock file (left behind, it stalls every later import)."""
     def load():
         try:
             _figure()
         except Exception:        # noqa: BLE001 - the plotting call reports it
             pass
-    thread = threading.Thread(target=load, name="graphnn-plots-preload", daemon=True)
+    thread = threading.Thread(target=load, name="graphnn-plots-preload")
     thread.start()
     return thread
 

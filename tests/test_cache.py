@@ -65,7 +65,8 @@ def _damage(path, how):
 
 
 FILES = {"index": "__pycache__/*.train_step-*.nbi", "data": "__pycache__/*.train_step-*.nbc",
-         "update-data": "__pycache__/*.apply_update-*.nbc", "library-data": "__pycache__/*.matmul-*.nbc"}
+         "update-data": "__pycache__/*.apply_update-*.nbc",
+         "library-data": "__pycache__/*.matmul-*.nbc"}
 MODULES = {"module": '"""graphnn glue', "library": '"""graphnn kernel library',
            "update": '"""graphnn update'}
 CASES = [(kind, how) for kind in ("module", "index", "data")

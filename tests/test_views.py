@@ -1,5 +1,7 @@
 """The glue's views and kernel addresses (graphnn/compile/views.py): the compiled
 intrinsics and their Python twins agree, and nothing reads outside its buffer."""
+import re
+
 import numpy as np
 import pytest
 from numba import njit
@@ -88,7 +90,6 @@ def test_kernel_addresses_are_checked():
             _colsum(addresses, index, out, g)
 
 
-
 @njit
 def _matmul(addresses, a, b, out):
     f = kernel(addresses, 0, "matmul", np.float64)
@@ -127,6 +128,11 @@ def test_train_step_calls_kernels_directly(monkeypatch):
     assert "train_step" in code
     for api in ("numba_gil_ensure", "PyImport_ImportModule", "PyObject_CallFunctionObjArgs"):
         assert api not in code
+    # every check with the same error branches to one raise block (views._raise_if): each
+    # error's constant is defined once and stored once, however many views there are
+    raised = re.findall(r"@\.const\.picklebuf\.[0-9a-f]+", code)
+    assert raised and all(raised.count(r) == 2 for r in set(raised)), raised
+
 
 @njit
 def _at(array, index):
@@ -400,3 +406,45 @@ def test_layout_views_never_leave_their_buffers(layout, k, rows):
             fn(flat, layout, k) if rows == 0 else fn(flat, layout, k, rows)
         messages.add(str(caught.value))
     assert len(messages) == 1, messages        # compiled and Python: the same error
+
+
+def test_code_addresses_check_the_return_type():
+    """A Code call trusts its declared signature: an address is only handed out for code
+    compiled with that return type (a result of another type would be written into a slot
+    of the wrong size)."""
+    from numba import types
+    lib = library.library("float64")
+    sig = library.signature("colsum", "float64")
+    assert library.code_address(lib.kernel("colsum"), sig) == lib.address("colsum")
+    with pytest.raises(TypeError, match="returns none"):
+        library.code_address(lib.kernel("colsum"), types.float64(*sig.args))
+
+
+def test_update_does_not_wait_for_another_threads_compile():
+    """apply_gradients calls the optimizer's update without the compile lock once it is
+    compiled: a step from one thread does not wait for a model compiling in another."""
+    import threading
+    import graphnn as gn
+    net = gn.Sequential([gn.Dense(4, activation="tanh"), gn.Dense(2)], input_dim=3).compile(
+        loss="cross_entropy", optimizer=gn.Adam(0.01), dtype="float64")
+    X, y = np.random.default_rng(0).normal(size=(8, 3)), np.arange(8) % 2
+    _, grads = net.loss_and_grads(X, y)
+    net.apply_gradients(grads)                   # compiled (or loaded) here
+    held, release, done = threading.Event(), threading.Event(), threading.Event()
+
+    def compiling():                             # as a compile in another thread holds it
+        with library._compile_lock:
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=compiling)
+    holder.start()
+    try:
+        assert held.wait(10)
+        step = threading.Thread(target=lambda: (net.apply_gradients(grads), done.set()))
+        step.start()
+        assert done.wait(10)
+    finally:
+        release.set()
+        holder.join()
+        step.join()

@@ -297,8 +297,9 @@ class CpuModule:
             self.w(f"{name} = {self.kernel_ref(name)}")
 
     def kernel_ref(self, name: str) -> str:
-        """Source of library kernel `name` as a function value: ``kernels`` holds the
-        addresses of the compiled kernels, in the order listed in the header."""
+        """Source of kernel `name` (a library kernel, or the optimizer's update) as a value
+        that calls its address (``views.kernel``): ``kernels`` holds the addresses of the
+        compiled kernels, in the order listed in the header."""
         return f'kernel(kernels, {self.kernels.index(name)}, "{name}", real)'
 
     def _steps(self, steps):
@@ -347,7 +348,8 @@ class CpuModule:
         w('"""')
         preamble(w, self.dtype, "at, block, kernel, matrix, vec, vector, view")
         w()
-        w("# kernels[k], int64: the address of library kernel k's compiled code, whose")
+        w("# kernels[k], int64: the address of kernel k's compiled code (the library's; the")
+        w("# last, apply_update, the optimizer's update module's), whose")
         w("# signature follows (kernel() types the call by it).  The signatures and the")
         w(f"# library's fingerprint ({library.fingerprint()}) are part of this text, so a")
         w("# changed library never meets a cached glue compiled against the old one.")
@@ -416,7 +418,7 @@ class CpuModule:
 def loss_and_grads(kernels, params, grads, arena, x, y, w, layout{drop}):
     \"\"\"Mean {loss.name} loss over the rows of x (weighted by w if not empty), and
     its gradient in grads{keydoc}.  Nothing is updated: a data-parallel trainer
-    can sum grads across processes before update().\"\"\"
+    can sum grads across processes before apply_update().\"\"\"
     loss = {self.kernel_ref(self.loss_kernel)}
     n = x.shape[0]
     {self._logits('x', 'key', 'row0')}
@@ -559,6 +561,9 @@ class CpuBackend:
         module, self.use_cache = built["module"], built["cached"]
         self.layout = np.array(module.ints, np.int64)
         self.hyper = np.array(module.reals, np.float64)
+        opt = list(optimizer.hyper().values())       # update.py reads them from hyper[0 ..]
+        if module.reals[:len(opt)] != [float(v) for v in opt]:
+            raise AssertionError("the optimizer's hyperparameters are not first in hyper")
         self.python = _as_python(self.glue, self._dispatcher)     # predict, evaluate
         self.kernel_names = tuple(module.kernels)      # the library's, then update.NAME
         self.stats_kernel = module.stats_kernel
@@ -675,7 +680,6 @@ class CpuBackend:
         (or loads) on first use.  Every call after the first for the same structure (any
         widths) finds them compiled.
         """
-        from numba.experimental.function_type import _get_jit_address
         if labels != (self.targets == "labels"):
             raise ValueError(f"this model's loss takes {self.targets} as targets")
         needed = self._library_kernels()
@@ -692,7 +696,7 @@ class CpuBackend:
             if helper is not None:
                 helper.wait()                # then its kernels load from the cache
         self.kernels                     # noqa: B018 - the rest: loads (or compiles) them
-        address = _get_jit_address(step, library.step_signature(self.targets, self.dtype))
+        address = library.code_address(step, library.step_signature(self.targets, self.dtype))
         self._step, self._epoch = address, self.library.kernel(self.epoch_kernel)
 
     @staticmethod

@@ -518,6 +518,7 @@ class Library:
 
         self.source, self.namespace = cache.build(generate)
         self.cached = built["cached"]
+        self._ready: dict = {}               # name -> its dispatcher, compiled
 
     @property
     def folder(self):
@@ -528,17 +529,20 @@ class Library:
     def kernel(self, name: str):
         """The dispatcher of kernel ``name``, compiled for its one signature.  Further
         compiles are disabled: a call with other argument types is an error, not a
-        silent second compile."""
-        k = self.namespace[name]
-        compile_once(k, signature(name, self.dtype).args)
+        silent second compile.  Once compiled it is returned at once (no lock: Python
+        calls some kernels once per batch)."""
+        k = self._ready.get(name)
+        if k is None:
+            k = self.namespace[name]
+            compile_once(k, signature(name, self.dtype).args)
+            self._ready[name] = k
         return k
 
     def address(self, name: str) -> int:
         """Where kernel ``name``'s compiled code starts (Numba's calling convention): the
         glue calls it from there (``views.kernel``).  The dispatcher stays in this
         library's namespace for the life of the process, and with it the code."""
-        from numba.experimental.function_type import _get_jit_address
-        return _get_jit_address(self.kernel(name), signature(name, self.dtype))
+        return code_address(self.kernel(name), signature(name, self.dtype))
 
     def is_compiled(self, name: str) -> bool:
         """Whether ``kernel(name)`` has nothing to compile (loaded, or in the disk cache)."""
@@ -562,6 +566,19 @@ def fingerprint() -> str:
 
 
 _compile_lock = threading.RLock()    # Numba compiles one function at a time anyway
+
+
+def code_address(dispatcher, sig) -> int:
+    """Where ``dispatcher``'s compiled code for ``sig`` starts (Numba's calling convention),
+    after checking that it returns ``sig``'s return type: a ``views.Code`` call trusts the
+    declared signature, and a result of another type would be written into a slot of the
+    wrong size.  (Numba compiles for the argument types and infers the return type.)"""
+    from numba.experimental.function_type import _get_jit_address
+    got = dispatcher.overloads[tuple(sig.args)].signature.return_type
+    if got != sig.return_type:
+        raise TypeError(f"graphnn: {dispatcher.py_func.__name__} returns {got}, "
+                        f"not {sig.return_type} as its signature says")
+    return _get_jit_address(dispatcher, sig)
 
 
 def compile_once(dispatcher, args: tuple):

@@ -1,9 +1,9 @@
 """The optimizer's update as a kernel of its own, shared by every architecture.
 
 One small generated module per optimizer variant (its kind, and the options that change
-its state, such as momentum) and dtype: the optimizer's rule for one parameter
-(``Optimizer.source(generic=True)``) and ``apply_update``, which runs it over the whole
-flat parameter buffer.  The hyperparameters are read at run time from ``hyper[0 .. k-1]``
+its generated code: momentum, Nesterov, decoupled weight decay) and dtype: the
+optimizer's rule for one parameter (``Optimizer.source(generic=True)``) and
+``apply_update``, which runs it over the whole flat parameter buffer.  The hyperparameters are read at run time from ``hyper[0 .. k-1]``
 in ``Optimizer.hyper()`` order (the glue puts them first), so one compile serves every
 value of them and every architecture: compiled once per machine, then cached like the
 kernel library.  The glue's ``train_step`` calls it at its address, as it calls the
@@ -70,20 +70,25 @@ class Update:
 
         self.source, self.namespace = cache.build(generate)
         self.cached = built["cached"]
+        self.signature = library.update_signature(self.dtype)
+        self._ready = None                   # the dispatcher, once compiled
 
     def kernel(self):
-        """``apply_update``'s dispatcher, compiled for its one signature (and no other)."""
-        k = self.namespace[NAME]
-        library.compile_once(k, library.update_signature(self.dtype).args)
+        """``apply_update``'s dispatcher, compiled for its one signature (and no other);
+        once compiled it is returned at once (Python calls it once per step in
+        data-parallel training)."""
+        k = self._ready
+        if k is None:
+            k = self.namespace[NAME]
+            library.compile_once(k, self.signature.args)
+            self._ready = k
         return k
 
     def address(self) -> int:
         """Where ``apply_update``'s compiled code starts (Numba's calling convention)."""
-        from numba.experimental.function_type import _get_jit_address
-        return _get_jit_address(self.kernel(), library.update_signature(self.dtype))
+        return library.code_address(self.kernel(), self.signature)
 
     def is_compiled(self) -> bool:
         """Whether ``kernel()`` has nothing to compile (loaded, or in the disk cache)."""
         k = self.namespace[NAME]
-        return bool(k.overloads) or (self.cached and cache.in_index(
-            k, library.update_signature(self.dtype).args))
+        return bool(k.overloads) or (self.cached and cache.in_index(k, self.signature.args))
