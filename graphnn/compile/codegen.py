@@ -10,14 +10,16 @@ INLINE_JIT = '@njit(inline="always", error_model="numpy")'
 NUMERIC_CONSTANTS = {"zero": 0.0, "one": 1.0, "two": 2.0, "half": 0.5}
 
 
-def preamble(w, dtype, views: str):
+def preamble(w, dtype, views: str, imports=(), constants=None):
     """The imports and constants a generated CPU module starts with: ``math``, NumPy,
-    ``njit``, the named ``graphnn.compile.views`` intrinsics, ``real`` (the module's dtype)
-    and ``NUMERIC_CONSTANTS`` in it."""
+    ``njit``, further ``imports`` (lines), the named ``graphnn.compile.views`` intrinsics,
+    ``real`` (the module's dtype) and ``constants`` (name -> value; NUMERIC_CONSTANTS by
+    default) in it."""
     for line in ("import math", "", "import numpy as np", "from numba import njit", "",
-                 f"from graphnn.compile.views import {views}", "", f"real = np.{dtype.name}"):
+                 *imports, f"from graphnn.compile.views import {views}", "",
+                 f"real = np.{dtype.name}"):
         w(line)
-    for k, v in NUMERIC_CONSTANTS.items():
+    for k, v in (NUMERIC_CONSTANTS if constants is None else constants).items():
         w(f"{k} = real({v!r})")
 
 

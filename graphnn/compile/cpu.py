@@ -579,18 +579,21 @@ class CpuBackend:
         return (self.library.source + "\n\n# " + "-" * 20 + " graphnn/compile/update.py: "
                 "the optimizer's update " + "-" * 20 + "\n\n" + self.updater.source)
 
+    def _module(self, name: str) -> library.Module:
+        """The module kernel ``name`` lives in: the optimizer's update, or the library."""
+        return self.updater if name == update.NAME else self.library
+
     def _dispatcher(self, name: str):
-        """Library kernel ``name``, or the optimizer's ``apply_update``, compiled."""
-        return self.updater.kernel() if name == update.NAME else self.library.kernel(name)
+        """Kernel ``name``, compiled."""
+        return self._module(name).kernel(name)
 
     @property
     def kernels(self) -> np.ndarray:
         """The addresses of the kernels the glue calls, in its order (each compiled, or
         loaded from the cache, on first use)."""
         if self._kernels is None:
-            self._kernels = np.array(
-                [self.updater.address() if k == update.NAME else self.library.address(k)
-                 for k in self.kernel_names], np.int64)
+            self._kernels = np.array([self._module(k).address(k) for k in self.kernel_names],
+                                     np.int64)
         return self._kernels
 
     def train_epoch(self, params, grads, state, arena, X, Y, W, order, first, last, batch_size,
@@ -658,8 +661,8 @@ class CpuBackend:
         k = self.glue["train_step"]
         sig = self._signature(labels)
         glue = sig in k.overloads or (self.use_cache and cache.in_index(k, sig))
-        return glue and self.updater.is_compiled() and all(
-            self.library.is_compiled(n) for n in self._library_kernels())
+        return glue and all(self._module(n).is_compiled(n)
+                            for n in self.kernel_names + (self.epoch_kernel,))
 
     def _library_kernels(self) -> tuple:
         """The library kernels train_step and the epoch loop call."""

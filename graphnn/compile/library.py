@@ -31,7 +31,7 @@ from ..ops.dropout import DROPOUT_KEY_SOURCE, UNIFORM_SOURCE, UNIT
 from ..ops.losses import LOSSES
 from ..ops.softmax import SOFTMAX_SOURCE
 from . import cache
-from .codegen import INLINE_JIT, NUMERIC_CONSTANTS, Writer
+from .codegen import INLINE_JIT, NUMERIC_CONSTANTS, Writer, preamble
 from .tiles import TILED, tile_source
 
 
@@ -422,18 +422,13 @@ def source(dtype, cached: bool = False) -> str:
     w(f"convention is library.step_signature's and views.py's, fingerprint {fingerprint()},")
     w("so a cached loop never meets a train_step compiled for another one.")
     w('"""')
-    for line in ("import math", "", "import numpy as np", "from numba import njit", "",
-                 "from graphnn.compile.tiles import tile, tile_bt, tile_limit",
-                 "from graphnn.compile.vectors import wide_vectors",
-                 "from graphnn.compile.views import rows_view, step_function, vector, view", "",
-                 f"real = np.{dtype.name}"):
-        w(line)
     acts = with_dependencies(sorted(ACTIVATIONS))
     consts = dict(NUMERIC_CONSTANTS)
     for a in acts:
         consts.update(a.forward_for(dtype.name)[1])
-    for k, v in consts.items():
-        w(f"{k} = real({v!r})")
+    preamble(w, dtype, "rows_view, step_function, vector, view",
+             ("from graphnn.compile.tiles import tile, tile_bt, tile_limit",
+              "from graphnn.compile.vectors import wide_vectors"), consts)
     w(f"UNIT = real({UNIT!r})       # uniform(): 24 random bits -> [0, 1)")
     w()
     w()
@@ -504,25 +499,30 @@ def _function(w: Writer, decorator: str, text: str):
     w()
 
 
-class Library:
-    """One dtype's kernels: the module (from the compile cache when it can be used), and
-    ``kernel(name)``, which compiles (or loads) a kernel for its signature on first use."""
+class Module:
+    """A generated module of kernels, each compiled for its one signature (``signature_of``)
+    the first time it is needed: from the compile cache when it can be used, else in
+    memory.  ``generate(cached)`` writes the module's source.  The kernel library
+    (``Library``) and the optimizer's update (``update.Update``) are such modules."""
 
-    def __init__(self, dtype):
-        self.dtype = np.dtype(dtype)
+    def __init__(self, generate):
         built = {}
 
-        def generate(cached: bool) -> str:
+        def source_of(cached: bool) -> str:     # Numba's cache= depends on the folder
             built["cached"] = cached
-            return source(self.dtype, cached)
+            return generate(cached)
 
-        self.source, self.namespace = cache.build(generate)
+        self.source, self.namespace = cache.build(source_of)
         self.cached = built["cached"]
         self._ready: dict = {}               # name -> its dispatcher, compiled
 
+    def signature_of(self, name: str):
+        """The one Numba signature kernel ``name`` is compiled for."""
+        raise NotImplementedError
+
     @property
     def folder(self):
-        """The compile-cache folder this library's module lives in (None: in memory)."""
+        """The compile-cache folder this module lives in (None: in memory)."""
         from pathlib import Path
         return Path(self.namespace["__file__"]).parent if self.cached else None
 
@@ -530,25 +530,37 @@ class Library:
         """The dispatcher of kernel ``name``, compiled for its one signature.  Further
         compiles are disabled: a call with other argument types is an error, not a
         silent second compile.  Once compiled it is returned at once (no lock: Python
-        calls some kernels once per batch)."""
+        calls some kernels once per batch or step)."""
         k = self._ready.get(name)
         if k is None:
             k = self.namespace[name]
-            compile_once(k, signature(name, self.dtype).args)
+            compile_once(k, self.signature_of(name).args)
             self._ready[name] = k
         return k
 
     def address(self, name: str) -> int:
         """Where kernel ``name``'s compiled code starts (Numba's calling convention): the
         glue calls it from there (``views.kernel``).  The dispatcher stays in this
-        library's namespace for the life of the process, and with it the code."""
-        return code_address(self.kernel(name), signature(name, self.dtype))
+        module's namespace for the life of the process, and with it the code."""
+        return code_address(self.kernel(name), self.signature_of(name))
 
     def is_compiled(self, name: str) -> bool:
         """Whether ``kernel(name)`` has nothing to compile (loaded, or in the disk cache)."""
         k = self.namespace[name]
         return bool(k.overloads) or (self.cached and cache.in_index(
-            k, signature(name, self.dtype).args))
+            k, self.signature_of(name).args))
+
+
+class Library(Module):
+    """One dtype's kernels: the module, and ``kernel(name)``, which compiles (or loads) a
+    kernel for its signature on first use."""
+
+    def __init__(self, dtype):
+        self.dtype = np.dtype(dtype)
+        super().__init__(lambda cached: source(self.dtype, cached))
+
+    def signature_of(self, name: str):
+        return signature(name, self.dtype)
 
 
 @functools.lru_cache(maxsize=None)

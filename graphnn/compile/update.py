@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import cache, library
+from . import library
 from .codegen import INLINE_JIT, Writer, preamble
 
 NAME = library.UPDATE       # the kernel's name, in the glue's `kernels` list too
@@ -30,7 +30,8 @@ def source(optimizer, dtype, cached: bool = False) -> str:
     w("Every model with this optimizer variant runs this code, whatever its graph: the")
     w("glue's train_step calls apply_update at its address.  The hyperparameters are")
     w("hyper[0 .. k-1] (at(hyper, k): one bounds-checked read), in this order:")
-    for k, key in enumerate(optimizer.hyper()):
+    hyper = optimizer.hyper()
+    for k, key in enumerate(hyper):
         w(f"    {k}  {key}")
     w("Written against graphnn's kernel library and views, fingerprint "
       f"{library.fingerprint()}.")
@@ -43,7 +44,6 @@ def source(optimizer, dtype, cached: bool = False) -> str:
         w(line)
     w()
     w()
-    hyper = optimizer.hyper()
     # allocates nothing: no reference counting (as the library's kernels)
     w(f'@njit(cache={cached}, error_model="numpy", _nrt=False)')
     with w.block(f"def {NAME}(params, grads, state, lr, step, hyper):"):
@@ -56,39 +56,24 @@ def source(optimizer, dtype, cached: bool = False) -> str:
     return w.text()
 
 
-class Update:
+class Update(library.Module):
     """One optimizer variant's update module, from the compile cache when it can be used;
     ``kernel()`` compiles (or loads) ``apply_update`` for its one signature."""
 
     def __init__(self, optimizer, dtype):
         self.dtype = np.dtype(dtype)
-        built = {}
+        super().__init__(lambda cached: source(optimizer, self.dtype, cached))
 
-        def generate(cached: bool) -> str:
-            built["cached"] = cached
-            return source(optimizer, self.dtype, cached)
+    def signature_of(self, name: str = NAME):
+        return library.update_signature(self.dtype)
 
-        self.source, self.namespace = cache.build(generate)
-        self.cached = built["cached"]
-        self.signature = library.update_signature(self.dtype)
-        self._ready = None                   # the dispatcher, once compiled
+    def kernel(self, name: str = NAME):
+        """``apply_update``'s dispatcher (Python calls it once per step in data-parallel
+        training)."""
+        return super().kernel(name)
 
-    def kernel(self):
-        """``apply_update``'s dispatcher, compiled for its one signature (and no other);
-        once compiled it is returned at once (Python calls it once per step in
-        data-parallel training)."""
-        k = self._ready
-        if k is None:
-            k = self.namespace[NAME]
-            library.compile_once(k, self.signature.args)
-            self._ready = k
-        return k
+    def address(self, name: str = NAME) -> int:
+        return super().address(name)
 
-    def address(self) -> int:
-        """Where ``apply_update``'s compiled code starts (Numba's calling convention)."""
-        return library.code_address(self.kernel(), self.signature)
-
-    def is_compiled(self) -> bool:
-        """Whether ``kernel()`` has nothing to compile (loaded, or in the disk cache)."""
-        k = self.namespace[NAME]
-        return bool(k.overloads) or (self.cached and cache.in_index(k, self.signature.args))
+    def is_compiled(self, name: str = NAME) -> bool:
+        return super().is_compiled(name)

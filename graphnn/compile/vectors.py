@@ -8,8 +8,7 @@ gelu: a dozen multiply-adds and a division per number) are bound by the vector u
 their kernels ask for 512 bits: with 512-bit tanh the tiny MLP's step took 0.95-0.96 of
 its time with 256-bit tanh (medians of 40 interleaved epochs).  Kernels of cheap
 operations do not: with ReLU at 512 bits the 784-128-10 step at batch 32 took 1.1x as
-long as at 256.  The products
-(``tiles.py``) write their 512-bit vectors out themselves.
+long as at 256.  The products (``tiles.py``) write their 512-bit vectors out themselves.
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ A machine's first model compiles about ten library kernels, one after another: N
 compiles one function at a time per process.  On two or more cores, a second process
 compiles its share of them into the compile cache while this process compiles the rest,
 the optimizer's update and the glue's ``train_step``; this process then loads the helper's
-kernels from the cache.  The share (``share``) balances the two by each kernel's usual
+kernels from the cache.  The share (``plan``) balances the two by each kernel's usual
 compile time (``COST``): the heaviest first, each to the side that would finish it
 sooner, the helper starting ``START`` seconds late and this process having ``GLUE`` more
 to compile.  The compiled code is the same whichever process builds it.
