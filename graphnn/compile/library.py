@@ -47,12 +47,12 @@ _INSTRUCTIONS = {
     "matmul{t}": ("mmm", False, '''
 def matmul{t}(a, b, out):
     """out = {product} (BLAS, transposes as flags, no copy)."""
-    np.dot({a}, {b}, out)'''),
+    gemm({a}, {b}, out)'''),
     "matmul_add{t}": ("mmmv", False, '''
 def matmul_add{t}(a, b, out, scratch):
     """out += {product}: the product goes to scratch first (BLAS writes, never adds)."""
     tmp = scratch[:out.size].reshape(out.shape)
-    np.dot({a}, {b}, tmp)
+    gemm({a}, {b}, tmp)
     for i in range(out.shape[0]):
         for j in range(out.shape[1]):
             out[i, j] += tmp[i, j]'''),
@@ -187,19 +187,22 @@ def loss_{loss}(z, y, w, g):
     """Mean {loss} over the rows of z ({formula}); g = its gradient.
 
     w: a weight per row, or empty for equal weights; weighted, the mean is
-    sum(w * row loss) / sum(w)."""
+    sum(w * row loss) / sum(w).  (One call of the row function, whose code is inlined:
+    each call site is compiled again.)"""
     n = z.shape[0]
-    total = 0.0
-    if w.size == 0:
-        for i in range(n):
-            total += {loss}_row(z, y, g, i, n)
-        return total
+    weighted = w.size != 0
     wsum = 0.0
+    if weighted:
+        for i in range(n):
+            wsum += w[i]
+    total = 0.0
     for i in range(n):
-        wsum += w[i]
-    for i in range(n):
+        row = {loss}_row(z, y, g, i, n)
+        if not weighted:
+            total += row
+            continue
         c = real(w[i] * n / wsum) if wsum > 0 else zero
-        total += c * {loss}_row(z, y, g, i, n)
+        total += c * row
         for j in range(g.shape[1]):
             g[i, j] *= c
     return total'''),
@@ -427,7 +430,8 @@ def source(dtype, cached: bool = False) -> str:
     for a in acts:
         consts.update(a.forward_for(dtype.name)[1])
     preamble(w, dtype, "rows_view, step_function, vector, view",
-             ("from graphnn.compile.tiles import tile, tile_bt, tile_limit",
+             ("from graphnn.compile.blas import gemm",
+              "from graphnn.compile.tiles import tile, tile_bt, tile_limit",
               "from graphnn.compile.vectors import wide_vectors"), consts)
     w(f"UNIT = real({UNIT!r})       # uniform(): 24 random bits -> [0, 1)")
     w()
@@ -479,12 +483,12 @@ def _wide(act: str, dtype) -> str:
 
 
 def _options(name: str, key: str, text: str) -> str:
-    """A kernel's further @njit options.  Every kernel but the BLAS calls (np.dot may
-    allocate) compiles without Numba's reference counting (``_nrt=False``): kernels
-    allocate nothing, and the count's calls on every array they pass to an inlined
-    helper (a loss's row function, once per row) cost the tiny MLP 8 % of its step.
-    A kernel that allocated would fail to compile, not leak."""
-    options = "" if "np.dot(" in text else ", _nrt=False"
+    """A kernel's further @njit options.  Every kernel compiles without Numba's reference
+    counting (``_nrt=False``): kernels allocate nothing (BLAS is called through
+    ``blas.gemm``, not ``np.dot``, which may allocate), and the count's calls on every
+    array they pass to an inlined helper (a loss's row function, once per row) cost the
+    tiny MLP 8 % of its step.  A kernel that allocated would fail to compile, not leak."""
+    options = ", _nrt=False"
     fast = _FASTMATH.get(name) or _FASTMATH.get(key)
     if fast:
         options += ", fastmath={" + ", ".join(f'"{f}"' for f in sorted(fast)) + "}"

@@ -71,7 +71,7 @@ class Tiled(NamedTuple):
     product: str       # for the docstring
     batch: str         # the dimension that holds the batch (at most TILE_BATCH)
     call: str          # the tile intrinsic's call
-    operands: str      # np.dot's operands (BLAS, past the limits)
+    operands: str      # gemm's operands (BLAS, past the limits: blas.py)
     a_shape: str       # a's and b's shapes, in n, K and m
     b_shape: str
 
@@ -401,7 +401,7 @@ def tile_source(t: str) -> str:
         f'        raise ValueError("matmul{t}: the shapes of a, b and out do not match")',
         *(ONE_UNIT.splitlines()[1:] if t == "" else []),
         f"    if {batch} > {TILE_BATCH} or m % {TILE_COLS} or n * K * m > tile_limit(a):",
-        f"        np.dot({operands}, out)",
+        f"        gemm({operands}, out)",
         "        return",
         f"    {call}",
     ])
