@@ -153,10 +153,10 @@ def test_helper_starts_only_where_it_pays_and_is_safe(monkeypatch, tmp_path):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.delenv(warm.IN_HELPER, raising=False)
     assert _started(monkeypatch, tmp_path) is not None            # the baseline: it starts
-    few = ["matmul", "colsum", "add"]                              # MIN_MISSING - 1 missing
-    assert len(few) == warm.MIN_MISSING - 1
+    few = ["train_epoch_labels", "act_grad_relu", "loss_mse"]       # MIN_MISSING - 1 missing
+    assert len(few) == warm.MIN_MISSING - 1 and warm.plan(few)[1] >= warm.MIN_SAVING
     assert _started(monkeypatch, tmp_path, few) is None
-    assert _started(monkeypatch, tmp_path, few + ["train_epoch_labels"]) is not None
+    assert _started(monkeypatch, tmp_path, few + ["matmul"]) is not None
     light = ["colsum", "add", "softmax", "copy_cols"]               # saves too little
     assert warm.plan(light)[1] < warm.MIN_SAVING
     assert _started(monkeypatch, tmp_path, light) is None
@@ -195,7 +195,7 @@ def test_helper_imports_nothing_from_its_folders(pythonpath, monkeypatch, tmp_pa
     for var, _ in LAUNCHER_ENV:
         monkeypatch.delenv(var, raising=False)
     command, kwargs = _started(monkeypatch, cache,
-                               ["train_epoch_labels", "colsum", "add", "softmax"])
+                               ["train_epoch_labels", "colsum", "add", "act_grad_relu"])
     assert kwargs["cwd"] == cache and kwargs["env"][warm.IN_HELPER] == "1"
     assert command[:3] == [sys.executable, "-c", warm.CHILD]
     assert command[4:] == [str(cache), "float32", "train_epoch_labels"]
