@@ -38,7 +38,8 @@ from ..launcher import launched
 # match counts; measured on an Intel Xeon, 2026-12: only the proportions matter)
 COST = (("train_epoch_", 0.85), ("act_grad_", 0.45), ("act_", 0.35), ("loss_", 0.35),
         ("matmul", 0.33), ("bias_act_", 0.23), ("softmax", 0.17), ("", 0.15))
-START = 0.5                          # the helper's start: a process and graphnn's import
+START = 0.8                          # the helper's start: a process, graphnn's import and
+#                                      the library's module (with 0.5 it finished last)
 GLUE = 0.6                           # this process's train_step and optimizer's update
 MIN_MISSING = 4                      # fewer missing kernels: not worth a process start
 MIN_SAVING = 0.75                    # seconds the share must save, by COST
@@ -86,7 +87,7 @@ def plan(missing) -> tuple[tuple[str, ...], float]:
         else:
             here += cost(name)
     alone = GLUE + sum(cost(n) for n in missing)
-    return tuple(n for n in missing if n in share), alone - max(helper, here)
+    return tuple(n for n in missing if n in share), alone - max(helper if share else 0, here)
 
 
 class Helper:
