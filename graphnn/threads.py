@@ -1,9 +1,10 @@
 """Threads: BLAS owns them.  One call sets both OpenBLAS pools and Numba's.
 
-Numba's ``np.dot`` inside @njit calls SciPy's bundled OpenBLAS, a different copy
-from NumPy's; each has its own thread pool, and SciPy's loads lazily.  graphnn's
-kernels use no ``prange`` (Numba's OpenMP threads spin-waiting next to OpenBLAS
-threads cost 20-35x here), so the BLAS pools are the threads that matter.
+graphnn's products inside @njit (``blas.gemm``, the calls Numba's ``np.dot`` makes) go
+to SciPy's bundled OpenBLAS, a different copy from NumPy's; each has its own thread
+pool, and SciPy's loads lazily.  graphnn's kernels use no ``prange`` (Numba's OpenMP
+threads spin-waiting next to OpenBLAS threads cost 20-35x here), so the BLAS pools are
+the threads that matter.
 ``threadpoolctl`` sets them all; it is a small, widely used dependency.
 """
 from __future__ import annotations
@@ -14,7 +15,7 @@ from .validate import positive_int
 
 
 def _load_scipy_blas():
-    import scipy.linalg.cython_blas  # noqa: F401  (the OpenBLAS that Numba's np.dot calls)
+    import scipy.linalg.cython_blas  # noqa: F401  (the OpenBLAS that blas.gemm calls)
 
 
 def set_num_threads(n: int) -> None:

@@ -678,7 +678,7 @@ class CpuBackend:
         The library kernels train_step calls, and the optimizer's update, compile (or
         load) first, then train_step, which calls them through their addresses, then the
         library's epoch loop, which calls train_step through its address.  On a machine's
-        first run a helper process (``warm.py``) compiles the epoch loop and the products
+        first run a helper process (``warm.py``) compiles a share of the kernels
         meanwhile.  train_step then refuses further compiles.  loss_and_grads() compiles
         (or loads) on first use.  Every call after the first for the same structure (any
         widths) finds them compiled.

@@ -571,11 +571,11 @@ class Library(Module):
 def fingerprint() -> str:
     """A hash of the code that defines the kernels' signatures and how the glue calls them
     (this module and views.py) and the code of the intrinsics the kernels use (tiles.py,
-    vectors.py): cached glue and library kernels are keyed by it."""
+    vectors.py, blas.py): cached glue and library kernels are keyed by it."""
     import hashlib
     from pathlib import Path
     h = hashlib.sha256()
-    for name in ("library.py", "views.py", "tiles.py", "vectors.py"):
+    for name in ("library.py", "views.py", "tiles.py", "vectors.py", "blas.py"):
         path = Path(__file__).with_name(name)
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
