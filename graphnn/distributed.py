@@ -50,6 +50,7 @@ import traceback
 import numpy as np
 
 from .callbacks import CallbackList, make_progress
+from .ir import STATS_SIZE
 from .launcher import LAUNCHER_ENV, launched
 from . import train
 from .ops.dropout import dropout_key
@@ -382,7 +383,7 @@ def _fit(net, X, y, epochs, batch_size, shuffle, verbose, validation_data, valid
                 epoch_lr = dtype.type(schedule.value(net.epoch, net.step + 1))
                 order = net.rng.permutation(rows) if shuffle else np.arange(rows)
                 seed = int(net.rng.integers(2**31))
-                stats = np.zeros(3)
+                stats = np.zeros(STATS_SIZE)
                 total, done, shown = 0.0, 0, time.perf_counter()
                 for b, (idx, row0) in enumerate(shards.epoch(order, batch_size)):
                     n = idx.size

@@ -25,14 +25,13 @@ from .compile import cpu
 from .compile.plan import lower
 from .graph import Graph
 from .init import initialize
+from .ir import METRIC_SUMS, STATS_SIZE
 from .ops.dropout import NEXT_KEY
 from .ops.losses import check_loss
 from .optim import check_optimizer
 from .validate import as_dtype, as_inputs, check_lengths, positive_int
 
 PREDICT_ROWS = 1024      # rows per forward call in predict/evaluate (arena capacity)
-# where each metric's sum sits in the stats array the kernels add into (empty: no metric)
-METRIC_SUMS = {"accuracy": 0, "mse": 1, "mae": 2}
 COMPILING = "compiling kernels for this architecture (first time; cached afterwards) ..."
 
 
@@ -164,7 +163,7 @@ class Engine:
 
     def _evaluate(self, X: np.ndarray, Y: np.ndarray, prefix: str = "") -> dict:
         dev = self.backend
-        stats = np.zeros(3)
+        stats = np.zeros(STATS_SIZE)
         Xd, Yd = dev.to_device(X), dev.to_device(Y)
         with self._lock:
             total = dev.evaluate(self.params, self.arena, Xd, Yd, stats)

@@ -14,6 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+# The metric sums a loss's stats code (either backend) adds into one float64 vector of a
+# batch or an epoch: metric -> its slot (accuracy: the count of correct rows; mse and mae:
+# the sums of squared and of absolute errors).  An empty vector: no metric was asked for,
+# nothing is added.
+METRIC_SUMS = {"accuracy": 0, "mse": 1, "mae": 2}
+STATS_SIZE = len(METRIC_SUMS)
+
 
 @dataclass(frozen=True)
 class Buf:

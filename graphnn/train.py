@@ -20,6 +20,7 @@ import time
 import numpy as np
 
 from .callbacks import CallbackList, make_progress
+from .ir import STATS_SIZE
 from .validate import positive_int
 
 PROGRESS_SECONDS = 0.1
@@ -166,7 +167,7 @@ def fit(net, X, y, epochs: int = 1, batch_size: int = 32, shuffle: bool = True,
                 lr = net.dtype.type(schedule.value(net.epoch, net.step + 1))
                 order = put(net.rng.permutation(rows) if shuffle else np.arange(rows))
                 seed = int(net.rng.integers(2**31))
-                stats = np.zeros(3 if net.metrics else 0)     # empty: sums not computed
+                stats = np.zeros(STATS_SIZE if net.metrics else 0)   # empty: no sums
                 total, first = 0.0, 0
                 while first < n_batches:
                     last = min(first + chunk, n_batches)

@@ -26,6 +26,7 @@ import threading
 
 import numpy as np
 
+from ..ir import METRIC_SUMS, STATS_SIZE
 from ..ops.activations import ACTIVATIONS, with_dependencies
 from ..ops.dropout import DROPOUT_KEY_SOURCE, UNIFORM_SOURCE, UNIT
 from ..ops.losses import LOSSES
@@ -341,23 +342,24 @@ def _stats_source(loss) -> str:
     lines = [f"def stats_{loss.name}(z, y, stats):",
              '    """Metric sums of one batch: [correct, squared error, absolute error], added',
              '    into stats; an empty stats (no metric asked for) adds nothing."""',
-             "    if stats.size < 3:",
+             f"    if stats.size < {STATS_SIZE}:",
              "        return"]
+    hit, sq, ab = (METRIC_SUMS[m] for m in ("accuracy", "mse", "mae"))    # graphnn/ir.py
     # sums in locals, stored once: the same additions, without a store and a load per term
     if loss.correct:
-        lines += ["    correct = stats[0]",
+        lines += [f"    correct = stats[{hit}]",
                   "    for i in range(z.shape[0]):",
                   f"        correct += {loss.name}_row_correct(z, y, i)",
-                  "    stats[0] = correct"]
+                  f"    stats[{hit}] = correct"]
     if loss.targets == "values":
         pred = "sigmoid(z[i, j])" if loss.name == "binary_cross_entropy" else "z[i, j]"
-        lines += ["    squared, absolute = stats[1], stats[2]",
+        lines += [f"    squared, absolute = stats[{sq}], stats[{ab}]",
                   "    for i in range(z.shape[0]):",
                   "        for j in range(z.shape[1]):",
                   f"            d = {pred} - y[i, j]",
                   "            squared += d * d",
                   "            absolute += abs(d)",
-                  "    stats[1], stats[2] = squared, absolute"]
+                  f"    stats[{sq}], stats[{ab}] = squared, absolute"]
     return "\n".join(lines)
 
 

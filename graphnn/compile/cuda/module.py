@@ -449,12 +449,12 @@ def results(count):
 def add_stats(stats):
     \"\"\"stats += [correct, squared error, absolute error] from the device (two copies);
     empty stats (no metric asked for): no copy.\"\"\"
-    if stats.size < 3:
+    if stats.size < {ir.STATS_SIZE}:
         return
     errs = ERRS.copy_to_host()
-    stats[0] += HITS.copy_to_host()[0]
-    stats[1] += errs[0]
-    stats[2] += errs[1]""".strip("\n"))
+    stats[{ir.METRIC_SUMS["accuracy"]}] += HITS.copy_to_host()[0]
+    stats[{ir.METRIC_SUMS["mse"]}] += errs[0]
+    stats[{ir.METRIC_SUMS["mae"]}] += errs[1]""".strip("\n"))
         w()
         w()
         w()
