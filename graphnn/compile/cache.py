@@ -94,6 +94,13 @@ def build(generate: Callable[[bool], str]) -> tuple[str, dict]:
     return source, _exec(source)
 
 
+def folder_of(namespace: dict) -> Path | None:
+    """The cache folder a module that ``build`` made was imported from, or None where it
+    was compiled in memory (only an imported module has a ``__file__``)."""
+    file = namespace.get("__file__")
+    return Path(file).parent if file else None
+
+
 def _unusable(folder: Path) -> str | None:
     """Why ``folder`` (and its ``__pycache__``, where Numba writes) cannot hold the cache,
     or None.  Writing a temporary file is the only reliable test (root ignores modes,

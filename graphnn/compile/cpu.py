@@ -553,12 +553,11 @@ class CpuBackend:
 
         def generate(cached: bool) -> str:   # Numba's cache= depends on the folder's state
             built["module"] = CpuModule(plan, optimizer, dtype, cache=cached)
-            built["cached"] = cached
             return built["module"].source()
 
         # one module per structure and process: from the disk cache, or in memory
         self.source, self.glue = cache.build(generate)
-        module, self.use_cache = built["module"], built["cached"]
+        module, self.use_cache = built["module"], cache.folder_of(self.glue) is not None
         self.layout = np.array(module.ints, np.int64)
         self.hyper = np.array(module.reals, np.float64)
         opt = list(optimizer.hyper().values())       # update.py reads them from hyper[0 ..]

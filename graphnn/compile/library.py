@@ -472,7 +472,7 @@ def source(dtype, cached: bool = False) -> str:
             text = text.format(**fields, wide=_wide(fields["act"], dtype))
         elif fields:
             text = text.format(**fields)
-        _function(w, jit + _options(name, key, text) + ")", text.strip("\n"))
+        _function(w, jit + _options(name, key) + ")", text.strip("\n"))
     return w.text().rstrip("\n") + "\n"
 
 
@@ -484,7 +484,7 @@ def _wide(act: str, dtype) -> str:
     return ""
 
 
-def _options(name: str, key: str, text: str) -> str:
+def _options(name: str, key: str) -> str:
     """A kernel's further @njit options.  Every kernel compiles without Numba's reference
     counting (``_nrt=False``): kernels allocate nothing (BLAS is called through
     ``blas.gemm``, not ``np.dot``, which may allocate), and the count's calls on every
@@ -508,29 +508,18 @@ def _function(w: Writer, decorator: str, text: str):
 class Module:
     """A generated module of kernels, each compiled for its one signature (``signature_of``)
     the first time it is needed: from the compile cache when it can be used, else in
-    memory.  ``generate(cached)`` writes the module's source.  The kernel library
-    (``Library``) and the optimizer's update (``update.Update``) are such modules."""
+    memory.  ``generate(cached)`` writes the module's source (Numba's ``cache=`` depends on
+    whether the cache folder can be used).  The kernel library (``Library``) and the
+    optimizer's update (``update.Update``) are such modules."""
 
     def __init__(self, generate):
-        built = {}
-
-        def source_of(cached: bool) -> str:     # Numba's cache= depends on the folder
-            built["cached"] = cached
-            return generate(cached)
-
-        self.source, self.namespace = cache.build(source_of)
-        self.cached = built["cached"]
+        self.source, self.namespace = cache.build(generate)
+        self.folder = cache.folder_of(self.namespace)   # the cache folder; None: in memory
         self._ready: dict = {}               # name -> its dispatcher, compiled
 
     def signature_of(self, name: str):
         """The one Numba signature kernel ``name`` is compiled for."""
         raise NotImplementedError
-
-    @property
-    def folder(self):
-        """The compile-cache folder this module lives in (None: in memory)."""
-        from pathlib import Path
-        return Path(self.namespace["__file__"]).parent if self.cached else None
 
     def kernel(self, name: str):
         """The dispatcher of kernel ``name``, compiled for its one signature.  Further
@@ -553,7 +542,7 @@ class Module:
     def is_compiled(self, name: str) -> bool:
         """Whether ``kernel(name)`` has nothing to compile (loaded, or in the disk cache)."""
         k = self.namespace[name]
-        return bool(k.overloads) or (self.cached and cache.in_index(
+        return bool(k.overloads) or (self.folder is not None and cache.in_index(
             k, self.signature_of(name).args))
 
 

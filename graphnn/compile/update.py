@@ -3,13 +3,14 @@
 One small generated module per optimizer variant (its kind, and the options that change
 its generated code: momentum, Nesterov, decoupled weight decay) and dtype: the
 optimizer's rule for one parameter (``Optimizer.source(generic=True)``) and
-``apply_update``, which runs it over the whole flat parameter buffer.  The hyperparameters are read at run time from ``hyper[0 .. k-1]``
-in ``Optimizer.hyper()`` order (the glue puts them first), so one compile serves every
-value of them and every architecture: compiled once per machine, then cached like the
-kernel library.  The glue's ``train_step`` calls it at its address, as it calls the
-library's kernels, and Python calls its dispatcher (``apply_gradients``, data-parallel
-training).  Compiled inside every architecture's ``train_step`` instead, its vectorised
-loop was a quarter of what a new architecture compiled.
+``apply_update``, which runs it over the whole flat parameter buffer.  The
+hyperparameters are read at run time from ``hyper[0 .. k-1]`` in ``Optimizer.hyper()``
+order (the glue puts them first), so one compile serves every value of them and every
+architecture: compiled once per machine, then cached like the kernel library.  The
+glue's ``train_step`` calls it at its address, as it calls the library's kernels, and
+Python calls its dispatcher (``apply_gradients``, data-parallel training).  Compiled
+inside every architecture's ``train_step`` instead, its vectorised loop was a quarter of
+what a new architecture compiled.
 """
 from __future__ import annotations
 
@@ -71,9 +72,3 @@ class Update(library.Module):
         """``apply_update``'s dispatcher (Python calls it once per step in data-parallel
         training)."""
         return super().kernel(name)
-
-    def address(self, name: str = NAME) -> int:
-        return super().address(name)
-
-    def is_compiled(self, name: str = NAME) -> bool:
-        return super().is_compiled(name)
